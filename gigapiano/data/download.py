@@ -1,0 +1,321 @@
+"""Download MAESTRO into the Hugging Face cache: resumable, verified, extracted once.
+
+The MIDI-only archive of MAESTRO v3.0.0 (about 56 MB) is fetched with HTTP ``Range`` requests into a
+``.part`` file, so an interrupted transfer continues where it stopped (within the call, after a dropped
+connection, and across calls). The finished archive is checked against the size and SHA-256 published
+for it before it is used, then extracted under ``$HF_HOME/gigapiano/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from filelock import FileLock
+from huggingface_hub import constants as hf_constants
+from tqdm.auto import tqdm
+
+from .maestro import MAESTRO_VERSION, find_maestro_root
+
+logger = logging.getLogger(__name__)
+
+MAESTRO_MIDI_URL = (
+    "https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0/maestro-v3.0.0-midi.zip"
+)
+#: Size in bytes and SHA-256 of ``maestro-v3.0.0-midi.zip`` as published with the dataset (the MAESTRO
+#: page gives the SHA-256; the byte size is the one other MAESTRO loaders, e.g. muspy, pin).
+MAESTRO_MIDI_SIZE = 58_416_533
+MAESTRO_MIDI_SHA256 = "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c"
+
+#: Environment variable overriding the cache root (default ``$HF_HOME/gigapiano``).
+CACHE_ENV = "GIGAPIANO_CACHE"
+
+_RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+class DownloadVerificationError(ValueError):
+    """Raised when a downloaded file does not have the expected size or checksum."""
+
+
+def default_cache_dir() -> Path:
+    """Returns the cache root for downloads, extracted MAESTRO and tokenised datasets.
+
+    ``$GIGAPIANO_CACHE`` wins; otherwise ``<HF_HOME>/gigapiano`` (``HF_HOME`` as resolved by
+    ``huggingface_hub``, by default ``~/.cache/huggingface``).
+    """
+    override = os.environ.get(CACHE_ENV)
+    return Path(override).expanduser() if override else Path(hf_constants.HF_HOME) / "gigapiano"
+
+
+def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Returns the hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected_size: int | None, expected_sha256: str | None, url: str) -> None:
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise DownloadVerificationError(
+            f"{path.name} from {url} has {size} bytes, expected {expected_size}; the file was removed. Run "
+            "again to download it afresh, or check the URL."
+        )
+    if expected_sha256 is not None:
+        actual = sha256_of(path)
+        if actual != expected_sha256.lower():
+            raise DownloadVerificationError(
+                f"{path.name} from {url} has SHA-256 {actual}, expected {expected_sha256}; the file was "
+                "removed as corrupted. Run again to download it afresh."
+            )
+
+
+def _transfer(
+    url: str, part: Path, expected_size: int | None, chunk_size: int, timeout: float, show_progress: bool
+) -> None:
+    """One HTTP request appending to ``part`` from its current size; raises on a dropped connection."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "gigapiano-data"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset and (expected_size is None or offset == expected_size):
+            return  # Range not satisfiable because the part file is already complete.
+        if error.code == 416:
+            logger.warning("Server refused to resume %s at byte %d; starting over.", url, offset)
+            part.unlink()
+            return _transfer(url, part, expected_size, chunk_size, timeout, show_progress)
+        raise
+    with response:
+        if offset and response.status != 206:
+            logger.warning("Server ignored the Range request for %s; downloading from the start.", url)
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else expected_size
+        mode = "ab" if offset else "wb"
+        with (
+            part.open(mode) as handle,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"Downloading {PurePosixPath(url).name}",
+                disable=not show_progress,
+            ) as bar,
+        ):
+            received = 0
+            while True:
+                block = response.read(chunk_size)
+                if not block:
+                    break
+                handle.write(block)
+                received += len(block)
+                bar.update(len(block))
+        if length is not None and received < int(length):
+            raise ConnectionError(f"connection closed after {received} of {length} bytes")
+
+
+def download_file(
+    url: str,
+    destination: str | os.PathLike,
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    max_retries: int = 5,
+    chunk_size: int = 1 << 20,
+    timeout: float = 60.0,
+    retry_wait: float = 1.0,
+    show_progress: bool = True,
+) -> Path:
+    """Downloads ``url`` to ``destination``, resuming partial transfers and verifying the result.
+
+    Bytes go to ``<destination>.part`` and the file is renamed into place only after verification, so a
+    file at ``destination`` is always complete. When no SHA-256 is given, the digest of the first complete
+    download is recorded in ``<destination>.sha256`` and later calls check the file against it.
+
+    Args:
+        url: HTTP(S) URL.
+        destination: Final file path.
+        expected_size: Exact size in bytes, or ``None`` to skip the size check.
+        expected_sha256: Hex SHA-256, or ``None`` to record it on first download.
+        max_retries: Resumed attempts after a dropped connection before giving up.
+        chunk_size: Bytes read per block.
+        timeout: Socket timeout in seconds.
+        retry_wait: Seconds to wait before the first retry (doubles each retry).
+        show_progress: Whether to show a tqdm progress bar.
+
+    Returns:
+        The verified file path.
+
+    Raises:
+        DownloadVerificationError: Size or checksum mismatch (the bad file is deleted).
+        ConnectionError: Still incomplete after ``max_retries`` resumes (the partial file is kept).
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    part = destination.with_name(destination.name + ".part")
+    recorded = destination.with_name(destination.name + ".sha256")
+    with FileLock(str(destination) + ".lock"):
+        if expected_sha256 is None and recorded.is_file():
+            expected_sha256 = recorded.read_text().strip() or None
+        if destination.is_file():
+            try:
+                _verify(destination, expected_size, expected_sha256, url)
+                return destination
+            except DownloadVerificationError as error:
+                logger.warning("Cached %s failed verification (%s); downloading again.", destination, error)
+                destination.unlink()
+        if part.exists() and expected_size is not None and part.stat().st_size > expected_size:
+            part.unlink()
+        attempt = 0
+        while True:
+            done = expected_size is not None and part.exists() and part.stat().st_size == expected_size
+            if done:
+                break
+            try:
+                _transfer(url, part, expected_size, chunk_size, timeout, show_progress)
+                break
+            except _RETRYABLE as error:
+                if isinstance(error, urllib.error.HTTPError) and error.code < 500:
+                    raise
+                attempt += 1
+                have = part.stat().st_size if part.exists() else 0
+                if attempt > max_retries:
+                    raise ConnectionError(
+                        f"Download of {url} stopped at {have} bytes after {max_retries} resumes ({error}). "
+                        f"The partial file {part} is kept: run again to resume."
+                    ) from error
+                logger.warning("Download of %s interrupted at %d bytes (%s); resuming.", url, have, error)
+                time.sleep(retry_wait * 2 ** (attempt - 1))
+        try:
+            _verify(part, expected_size, expected_sha256, url)
+        except DownloadVerificationError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, destination)
+        if expected_sha256 is None:
+            digest = sha256_of(destination)
+            recorded.write_text(digest + "\n")
+            logger.info("Recorded SHA-256 %s of %s in %s.", digest, destination.name, recorded)
+    return destination
+
+
+def extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Extracts a zip archive safely (no absolute paths or ``..``) into ``target``.
+
+    Extraction goes to a temporary sibling folder that is renamed into place, so a crash never leaves a
+    half-extracted ``target``.
+
+    Args:
+        archive: The zip file.
+        target: Folder to create; replaced if it exists.
+
+    Returns:
+        ``target``.
+    """
+    archive, target = Path(archive), Path(target)
+    staging = target.with_name(target.name + ".extracting")
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.namelist():
+            parts = PurePosixPath(member).parts
+            if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise DownloadVerificationError(
+                    f"{archive} contains an unsafe path {member!r}; refusing to extract."
+                )
+        bundle.extractall(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
+def download_maestro(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    url: str = MAESTRO_MIDI_URL,
+    expected_size: int | None = MAESTRO_MIDI_SIZE,
+    expected_sha256: str | None = MAESTRO_MIDI_SHA256,
+    show_progress: bool = True,
+    **download_kwargs,
+) -> Path:
+    """Returns the extracted MAESTRO root in the cache, downloading and extracting it on first use.
+
+    Args:
+        cache_dir: Cache root; defaults to :func:`default_cache_dir` (``$HF_HOME/gigapiano``).
+        url: Archive URL (tests point it at a local server).
+        expected_size: Archive size in bytes; ``None`` skips the check.
+        expected_sha256: Archive SHA-256; ``None`` records it on first download instead.
+        show_progress: Whether to show progress bars.
+        **download_kwargs: Passed to :func:`download_file` (``max_retries``, ``timeout``, ...).
+
+    Returns:
+        The MAESTRO root (the folder with ``maestro-v3.0.0.csv``).
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    archive_name = PurePosixPath(url).name or "maestro-midi.zip"
+    extracted = cache / "maestro" / archive_name.removesuffix(".zip")
+    marker = extracted / ".complete.json"
+    extracted.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(extracted) + ".lock"):
+        if marker.is_file():
+            return find_maestro_root(extracted)
+        archive = download_file(
+            url,
+            cache / "downloads" / archive_name,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            show_progress=show_progress,
+            **download_kwargs,
+        )
+        logger.info("Extracting %s to %s", archive, extracted)
+        extract_zip(archive, extracted)
+        root = find_maestro_root(extracted)
+        marker.write_text(json.dumps({"url": url, "sha256": sha256_of(archive), "version": MAESTRO_VERSION}))
+    return root
+
+
+def resolve_maestro_root(
+    maestro_dir: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    allow_download: bool = True,
+    **download_kwargs,
+) -> Path:
+    """Returns a MAESTRO root: the given local copy, or the cached download.
+
+    Args:
+        maestro_dir: An extracted MAESTRO folder (or its parent); when given nothing is downloaded.
+        cache_dir: Cache root for the download.
+        allow_download: When ``False`` and no cached copy exists, raise instead of downloading.
+        **download_kwargs: Passed to :func:`download_maestro`.
+
+    Returns:
+        The MAESTRO root folder.
+    """
+    if maestro_dir is not None:
+        return find_maestro_root(maestro_dir)
+    if not allow_download:
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        candidate = cache / "maestro" / f"maestro-{MAESTRO_VERSION}-midi"
+        if (candidate / ".complete.json").is_file():
+            return find_maestro_root(candidate)
+        raise FileNotFoundError(
+            f"No MAESTRO copy in the cache {cache} and downloading is disabled; pass --maestro_dir or allow "
+            "the download."
+        )
+    return download_maestro(cache_dir, **download_kwargs)
