@@ -242,3 +242,18 @@ def test_bad_arguments_give_one_line_errors(fake_maestro_root, tmp_path):
     result = run_train_cli("--style", "baroque", "--lora", "--full_finetune", "--output_dir", str(tmp_path / "y"))
     assert result.returncode == 2 and "--full_finetune and --lora" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+def test_accelerate_configs_parse(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 1 and loaded.mixed_precision in ("no", "bf16", "fp16")
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "train").glob("*.yaml")), ids=lambda p: p.stem)
+def test_training_recipes_parse(config):
+    model_args, data_args, training_args = parse_training_args(["--config", str(config)])
+    assert training_args.seed is not None and data_args.split_seed == 42
+    assert model_args.base_model
