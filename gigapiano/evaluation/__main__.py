@@ -1,0 +1,114 @@
+"""Command line of the style evaluation: `python -m gigapiano.evaluation --help`.
+
+Prints the written paths (report, JSON, plots) on stdout; progress and diagnostics go to the logger on stderr.
+Any failure (a missing model folder, no MAESTRO, bad flags) is one `error: ...` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from .arguments import GigaPianoEvaluationArguments
+
+logger = logging.getLogger("gigapiano.evaluation")
+
+EPILOG = """examples:
+  python -m gigapiano.evaluation --maestro_dir ../shared/maestro-subset/maestro-v3.0.0 --models_dir models \\
+      --output docs/evaluation.md
+  python -m gigapiano.evaluation --maestro_dir ../shared/maestro-subset/maestro-v3.0.0 --classifier_only
+"""
+
+
+def parse_args(argv: list[str] | None) -> GigaPianoEvaluationArguments:
+    """Parses the flags (argparse exits with status 2 on unknown flags)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        GigaPianoEvaluationArguments,
+        prog="python -m gigapiano.evaluation",
+        description="Evaluate the GIGA-Piano base and style models: validation loss per style, style-hit "
+        "matrix of a music-feature classifier, feature distances to real music, well-formedness and "
+        "memorisation, written as a markdown report with plots.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    return args
+
+
+def setup_logging(level: str) -> None:
+    """One logging setup for the run; the libraries' own chatter is kept to warnings."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # weight-loading bars; the evaluation shows its own progress
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    # One line per generated prompt would drown the progress bars; the evaluation logs its own progress.
+    logging.getLogger("gigapiano.generation").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def write_outputs(results: dict, output: str | Path) -> list[Path]:
+    """The report (generated block), its JSON and its two plots, next to each other."""
+    from .plots import plot_feature_overlaps, plot_hit_matrix
+    from .report import render_results, write_report, write_results_json
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    hits = plot_hit_matrix(results, output.with_name(f"{output.stem}_hits.png"))
+    overlap = plot_feature_overlaps(results, output.with_name(f"{output.stem}_overlap.png"))
+    block = render_results(results, {"hits": hits.name, "overlap": overlap.name})
+    return [
+        write_report(output, block),
+        write_results_json(output.with_suffix(".json"), results),
+        hits,
+        overlap,
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:  # --help, or argparse's own flag error
+        return stop.code if isinstance(stop.code, int) else 0
+    except ValueError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level)
+    command = shlex.join(["python", "-m", "gigapiano.evaluation", *argv])
+    try:
+        from .runner import run_classifier_only, run_evaluation
+
+        if args.classifier_only:
+            results = run_classifier_only(args, command)
+            for scores in results["classifier"]:
+                windows = sum(scores["counts"].values())
+                print(
+                    f"test windows of {scores['window_notes']} notes: accuracy {scores['accuracy']:.3f}, "
+                    f"balanced accuracy {scores['balanced_accuracy']:.3f} ({windows} windows)"
+                )
+            return 0
+        results = run_evaluation(args, command)
+        paths = write_outputs(results, args.output)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
+        logger.debug("failure", exc_info=True)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
