@@ -1,9 +1,16 @@
 """Decoding speed: upstream-style full recomputation per token vs `generate()` with the key/value cache.
 
 Both run in one process on the same random-weight model and prompt, so the ratio is meaningful on a
-noisy shared machine. Prints a markdown table for docs/benchmarks.md.
+noisy shared machine. Prints markdown tables for docs/benchmarks.md.
+
+Inpainting case: a source of `--inpaint_notes` notes inpainted with `gigapiano.generation` (key/value
+cache; each note's known `<sep> dt dur` ride in the forward that samples its pitch, so one cached forward
+per note; the window slides past the context) vs upstream's loop (one full forward of up to `context`
+tokens per note). The upstream side is timed on `--inpaint_upstream_notes` notes spread evenly
+over the piece and scaled to the whole piece.
 
     python bench/bench_generate.py --preset small --prompt_length 768 --threads 2
+    python bench/bench_generate.py --preset small --threads 1 --cases inpainting
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gigapiano.generation import generate_continuation  # noqa: E402
+from gigapiano.generation.grammar import SEP_ID, join_notes  # noqa: E402
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM  # noqa: E402
 
 
@@ -46,21 +55,75 @@ def seconds_per_token(decode, model, prompt, new_tokens: int, repeats: int) -> f
     return best / new_tokens
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small", help="Model size preset (default: small, 16 x 1024).")
-    parser.add_argument("--prompt_length", type=int, default=768, help="Prompt tokens (default: 768).")
-    parser.add_argument("--new_tokens", type=int, default=128, help="Tokens generated with the cache (default: 128).")
-    parser.add_argument(
-        "--baseline_tokens", type=int, default=6, help="Tokens generated upstream-style (default: 6; ~2 s each)."
-    )
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2).")
-    parser.add_argument("--repeats", type=int, default=2, help="Runs per case; the best is kept (default: 2).")
-    args = parser.parse_args()
+def inpaint_source(num_notes: int, seed: int = 0) -> list[int]:
+    """A plausible piano source: steps of 0-400 ms (a third are chord notes), 32 ms-1.3 s notes."""
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.randint(0, 25, (num_notes,), generator=g) * (torch.rand(num_notes, generator=g) > 0.33)
+    dur = torch.randint(1, 40, (num_notes,), generator=g)
+    pitch = torch.randint(36, 96, (num_notes,), generator=g)
+    dt[0] = 0
+    return join_notes(zip(dt.tolist(), dur.tolist(), pitch.tolist(), strict=True))
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = GigaPianoForCausalLM(GigaPianoConfig.from_preset(args.preset)).eval()
+
+@torch.no_grad()
+def upstream_inpaint_seconds(
+    model: GigaPianoForCausalLM, source: list[int], note_indices: list[int]
+) -> list[float]:
+    """Upstream's inpainting cost per note: the sequence so far plus the note's `<sep> dt dur`, cut to the
+    last `context` tokens, through one full forward; the pitch is sampled from the last position.
+
+    Only the listed notes are timed. The sequence "so far" uses the source pitches in place of earlier
+    inpainted ones: the cost of a forward depends on its length only.
+    """
+    context = model.config.max_position_embeddings
+    seconds = []
+    for index in note_indices:
+        prefix = source[: 4 * index] + source[4 * index : 4 * index + 3]  # ... <sep> dt dur
+        window = torch.tensor([prefix[-context:]])
+        start = time.perf_counter()
+        logits = model(window, use_cache=False).logits[0, -1, 1:SEP_ID]
+        torch.multinomial(torch.softmax(logits, dim=-1), 1)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def bench_inpainting(model: GigaPianoForCausalLM, args: argparse.Namespace) -> None:
+    source = inpaint_source(args.inpaint_notes)
+    generate_continuation(model, source[:64], mode="inpaint", seed=0)  # warm up
+    start = time.perf_counter()
+    result = generate_continuation(model, source, mode="inpaint", seed=0)
+    cached = time.perf_counter() - start
+    notes = args.inpaint_notes
+    kept = [(dt, dur) for dt, dur in zip(result.pieces[0][1::4], result.pieces[0][2::4], strict=True)]
+    assert kept == list(zip(source[1::4], source[2::4], strict=True)), "inpainting must keep every dt and dur"
+
+    sampled = min(args.inpaint_upstream_notes, notes)
+    indices = [round(i * (notes - 1) / max(1, sampled - 1)) for i in range(sampled)]
+    upstream = upstream_inpaint_seconds(model, source, indices)
+    upstream_per_note = sum(upstream) / len(upstream)
+    cached_per_note = cached / notes
+    print(
+        f"\npreset={args.preset} ({model.num_parameters() / 1e6:.1f}M params), {args.threads} threads, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}. Inpainting a {notes}-note "
+        f"source ({4 * notes} tokens, context {model.config.max_position_embeddings}, keep=time+dur), "
+        f"batch 1. Upstream timed on notes {indices} ({sampled} of {notes}) and scaled; the cached run "
+        f"generates every note ({result.extra['windows']} windows).\n"
+    )
+    print("| inpainting | s / note | whole piece (s) | speed-up vs upstream |")
+    print("|---|---:|---:|---:|")
+    scope = "measured" if sampled == notes else f"{sampled} notes timed, scaled to {notes}"
+    upstream_total = upstream_per_note * notes
+    print(
+        f"| upstream: full forward per note ({scope}) | {upstream_per_note:.3f} | {upstream_total:.1f} "
+        "| 1.0x |"
+    )
+    print(
+        f"| gigapiano.generation inpaint (cache, one forward / note) | {cached_per_note:.3f} "
+        f"| {cached:.1f} | {upstream_per_note / cached_per_note:.1f}x |"
+    )
+
+
+def bench_decoding(model: GigaPianoForCausalLM, args: argparse.Namespace) -> None:
     prompt = torch.randint(0, 128, (1, args.prompt_length))
     cached_decode(model, prompt[:, :64], 4)  # warm up allocator and kernels
 
@@ -72,18 +135,65 @@ def main() -> None:
         with_prefill = seconds_per_token(cached_decode, model, prompt, args.new_tokens, args.repeats)
         prefill = seconds_per_token(cached_decode, model, prompt, 1, args.repeats)
         steady = (with_prefill * args.new_tokens - prefill) / (args.new_tokens - 1)
-        rows.append((f"generate() + cache ({implementation}), {args.new_tokens} tokens incl. prompt prefill", with_prefill))
+        rows.append(
+            (
+                f"generate() + cache ({implementation}), {args.new_tokens} tokens incl. prompt prefill",
+                with_prefill,
+            )
+        )
         rows.append((f"generate() + cache ({implementation}), per step after prefill", steady))
     model.config._attn_implementation = "sdpa"
 
     print(
-        f"preset={args.preset} ({model.num_parameters() / 1e6:.1f}M params), batch 1, prompt {args.prompt_length} "
-        f"tokens, {args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n"
+        f"preset={args.preset} ({model.num_parameters() / 1e6:.1f}M params), batch 1, prompt "
+        f"{args.prompt_length} tokens, {args.threads} threads, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}\n"
     )
     print("| decoding | ms / token | tokens / s | speed-up vs upstream |")
     print("|---|---:|---:|---:|")
     for name, spt in rows:
         print(f"| {name} | {spt * 1000:.1f} | {1 / spt:.2f} | {baseline / spt:.1f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small", help="Model size preset (default: small, 16 x 1024).")
+    parser.add_argument("--prompt_length", type=int, default=768, help="Prompt tokens (default: 768).")
+    parser.add_argument(
+        "--new_tokens", type=int, default=128, help="Tokens generated with the cache (default: 128)."
+    )
+    parser.add_argument(
+        "--baseline_tokens",
+        type=int,
+        default=6,
+        help="Tokens generated upstream-style (default: 6; ~2 s each).",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2).")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="Runs per case; the best is kept (default: 2)."
+    )
+    parser.add_argument(
+        "--cases", default="decoding,inpainting", help="Comma-separated cases (default: decoding,inpainting)."
+    )
+    parser.add_argument(
+        "--inpaint_notes", type=int, default=300, help="Notes of the inpainted source (default: 300)."
+    )
+    parser.add_argument(
+        "--inpaint_upstream_notes",
+        type=int,
+        default=5,
+        help="Notes timed upstream-style, spread over the piece (default: 5; ~1 s each on small).",
+    )
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = GigaPianoForCausalLM(GigaPianoConfig.from_preset(args.preset)).eval()
+    cases = set(args.cases.split(","))
+    if "decoding" in cases:
+        bench_decoding(model, args)
+    if "inpainting" in cases:
+        bench_inpainting(model, args)
 
 
 if __name__ == "__main__":

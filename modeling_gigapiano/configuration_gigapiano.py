@@ -61,8 +61,10 @@ class GigaPianoConfig(PretrainedConfig):
         layer_norm_eps (`float`, defaults to 1e-5): epsilon of every LayerNorm.
         initializer_range (`float`, defaults to 0.02): std of the normal init of weights.
         use_cache (`bool`, defaults to True): return key/value caches for fast decoding.
-        pad_token_id / bos_token_id (`int`, defaults to 127): the separator doubles as padding and as
-            the token that starts an improvisation; padded positions are masked, never attended.
+        bos_token_id (`int`, defaults to 127): the note separator, which starts an improvisation.
+        pad_token_id (`int`, *optional*, defaults to None): no id is reserved for padding. Left-padded
+            batches pass an explicit `attention_mask`; leaving this unset keeps `generate()` from taking
+            every separator for padding and masking it.
     """
 
     model_type = "gigapiano"
@@ -91,7 +93,7 @@ class GigaPianoConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
         use_cache: bool = True,
-        pad_token_id: int | None = 127,
+        pad_token_id: int | None = None,
         bos_token_id: int | None = 127,
         eos_token_id: int | None = None,
         tie_word_embeddings: bool = False,

@@ -160,11 +160,21 @@ def test_cached_greedy_decoding_equals_full_recomputation(model, prompt_length):
     torch.testing.assert_close(torch.stack(cached.logits, 1), torch.stack(full_logits, 1), atol=1e-4, rtol=1e-4)
 
 
+def test_generate_without_attention_mask_attends_to_separators(model):
+    """The separator (127) is no padding id: plain generate() must not mask the note separators."""
+    prompt = torch.tensor([[127, 0, 10, 60, 127, 8, 10, 64, 127, 0, 10, 67, 127]])
+    with torch.no_grad():
+        generated = model.generate(prompt, max_new_tokens=6, do_sample=False, output_logits=True,
+                                   return_dict_in_generate=True)
+        expected = model(prompt, use_cache=False).logits[:, -1]
+    torch.testing.assert_close(generated.logits[0], expected, atol=1e-5, rtol=1e-5)
+
+
 def test_left_padded_batch_matches_unpadded_rows(model):
     gen = torch.Generator().manual_seed(3)
     short = torch.randint(0, 127, (1, 6), generator=gen)
     long = torch.randint(0, 127, (1, 11), generator=gen)
-    pad = model.config.pad_token_id
+    pad = 127  # any id: padded positions are masked
     batch = torch.cat([torch.cat([torch.full((1, 5), pad), short], 1), long])
     mask = torch.ones_like(batch)
     mask[0, :5] = 0

@@ -1,0 +1,162 @@
+"""Command-line arguments of `generate.py` (parsed with `transformers.HfArgumentParser`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .settings import KEEP_CHOICES, MODES, GenerationSettings
+
+
+@dataclass
+class GenerateArguments:
+    """Every flag of `generate.py`; `to_settings()` gives the library's `GenerationSettings`."""
+
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Model folder or Hub id (e.g. a folder written by train.py). Or use --style."},
+    )
+    style: str | None = field(
+        default=None,
+        metadata={
+            "help": "Shipped style model: baroque, romantic, rachmaninoff (models/gigapiano-<style>/), or "
+            "'all' for one piece per shipped style from the same prompt and seed. Or use --model."
+        },
+    )
+    models_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder holding the gigapiano-<style>/ models (None: the repository's models/)."},
+    )
+    prompt: str | None = field(
+        default=None,
+        metadata={"help": "MIDI file to continue / inpaint / harmonize (None: improvise from nothing)."},
+    )
+    timing: str = field(
+        default="upstream",
+        metadata={
+            "help": "Tokenizer timing for the prompt: 'upstream' (what the pretrained weights saw) or "
+            "'tempo_map' (drift-free)."
+        },
+    )
+    mode: str = field(
+        default="continue",
+        metadata={
+            "help": "continue: extend the prompt; inpaint: new pitches on the prompt's timing; harmonize: "
+            "chord notes under the prompt's melody; progression: notes/chords at a fixed step.",
+            "choices": list(MODES),
+        },
+    )
+    max_new_notes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Notes to generate (None: 256, or what --seconds needs). For inpaint/harmonize: the "
+            "number of source (melody) notes to use (None: all)."
+        },
+    )
+    seconds: float | None = field(
+        default=None,
+        metadata={"help": "Instead of --max_new_notes: generate until the new notes span this many seconds."},
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "Divides the logits: below 1 safer, above 1 wilder, 0 = greedy."}
+    )
+    top_k: int = field(
+        default=0, metadata={"help": "Sample among the k most likely legal ids of each field (0 = off)."}
+    )
+    top_p: float = field(
+        default=1.0,
+        metadata={"help": "Nucleus sampling: the smallest set of legal ids with this probability (1 = off)."},
+    )
+    seed: int | None = field(
+        default=None, metadata={"help": "Random seed (None: drawn at random and recorded in the JSON)."}
+    )
+    num_variations: int = field(
+        default=1, metadata={"help": "Pieces generated together in one batch; files are numbered -1, -2, ..."}
+    )
+    keep: str = field(
+        default="time+dur",
+        metadata={
+            "help": "inpaint: keep each source note's time (dt), or its time and duration.",
+            "choices": list(KEEP_CHOICES),
+        },
+    )
+    chord_notes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Notes added (dt = 0, going down) under each melody note (None: 2 for harmonize) or each "
+            "step (None: 0 for progression)."
+        },
+    )
+    step_ms: int = field(
+        default=256, metadata={"help": "progression: time between steps in ms (16..2016, rounded to 16 ms)."}
+    )
+    step_duration_ms: int | None = field(
+        default=None,
+        metadata={"help": "progression: duration of every note in ms, 32..4032 (None: the model chooses)."},
+    )
+    velocity: str = field(
+        default="90",
+        metadata={"help": "MIDI velocity 1..127, or 'simulated' (louder chords, brighter notes)."},
+    )
+    output: str = field(
+        default="outputs/generated.mid",
+        metadata={"help": "MIDI file to write; a .json with model, seed and settings goes beside it."},
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace existing output files (without it they are an error)."}
+    )
+    wav: bool = field(
+        default=False, metadata={"help": "Also render a .wav through a SoundFont (FluidSynth)."}
+    )
+    soundfont: str | None = field(
+        default=None,
+        metadata={"help": "SoundFont for --wav (None: the Debian FluidR3_GM.sf2 or TimGM6mb.sf2)."},
+    )
+    sample_rate: int = field(default=44_100, metadata={"help": "WAV sample rate in Hz."})
+    pianoroll: bool = field(
+        default=False, metadata={"help": "Also draw a .png piano roll (prompt and generated notes)."}
+    )
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if available), cpu, cuda, cuda:1, ..."})
+    threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "CPU threads for torch (None: torch's default). On a busy machine, more threads than "
+            "free cores make decoding several times slower."
+        },
+    )
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar counting notes."})
+    log_level: str = field(default="info", metadata={"help": "Logging level: debug, info, warning or error."})
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.style is None):
+            raise ValueError("Pass exactly one of --model <folder or Hub id> and --style <name>.")
+        if self.velocity != "simulated":
+            if not self.velocity.isdigit() or not 1 <= int(self.velocity) <= 127:
+                raise ValueError(f"--velocity must be 1..127 or 'simulated', got {self.velocity!r}.")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}.")
+        if self.sample_rate < 8000:
+            raise ValueError(f"--sample_rate must be >= 8000 Hz, got {self.sample_rate}.")
+
+    @property
+    def velocity_value(self) -> int | str:
+        return self.velocity if self.velocity == "simulated" else int(self.velocity)
+
+    def to_settings(self) -> GenerationSettings:
+        """The library settings (validated there; errors name the field)."""
+        return GenerationSettings(
+            mode=self.mode,
+            max_new_notes=self.max_new_notes,
+            seconds=self.seconds,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            seed=self.seed,
+            num_variations=self.num_variations,
+            keep=self.keep,
+            chord_notes=self.chord_notes,
+            step_ms=self.step_ms,
+            step_duration_ms=self.step_duration_ms,
+        )
+
+
+__all__ = ["GenerateArguments"]

@@ -1,0 +1,139 @@
+"""Find and load a model: a folder, a Hub id, or a shipped style (`models/gigapiano-<style>/`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: The styles upstream fine-tuned (Bach, Chopin, Rachmaninoff); `all` means every shipped style folder.
+KNOWN_STYLES: tuple[str, ...] = ("baroque", "romantic", "rachmaninoff")
+ALL_STYLES = "all"
+#: Where shipped style models live, next to this package in a source checkout.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def style_model_dir(style: str, models_dir: str | Path | None = None) -> Path:
+    """`<models_dir>/gigapiano-<style>`."""
+    return Path(models_dir or DEFAULT_MODELS_DIR) / f"gigapiano-{style}"
+
+
+def resolve_styles(style: str, models_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Map `--style` to `(style, model folder)` pairs; `all` gives every shipped style folder.
+
+    A style other than the upstream three is accepted when its folder exists (a style trained later).
+
+    Raises:
+        ValueError: unknown style.
+        FileNotFoundError: the style's model folder (or, for `all`, every style folder) is missing.
+    """
+    root = Path(models_dir or DEFAULT_MODELS_DIR)
+    if style == ALL_STYLES:
+        found = sorted(p.name.removeprefix("gigapiano-") for p in root.glob("gigapiano-*") if p.is_dir())
+        if not found:
+            raise FileNotFoundError(
+                f"--style all: no shipped style model in {root} (expected folders such as "
+                f"{style_model_dir(KNOWN_STYLES[0], root)}); train one or pass --model <folder or Hub id>."
+            )
+        return [(name, style_model_dir(name, root)) for name in found]
+    folder = style_model_dir(style, root)
+    if style not in KNOWN_STYLES and not folder.is_dir():
+        raise ValueError(
+            f"Unknown style {style!r}; choose one of {', '.join(KNOWN_STYLES)}, {ALL_STYLES} "
+            "(or pass --model)."
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"The {style} model is not shipped yet: {folder} does not exist; pass --model <folder or Hub id>."
+        )
+    return [(style, folder)]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _source(name_or_path: str | Path) -> tuple[str, Path | None]:
+    """`(what to pass to from_pretrained, local folder or None for a Hub id)`.
+
+    Raises:
+        FileNotFoundError: something that looks like a local path but is not a folder.
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if not looks_local:
+        return name, None
+    if not path.is_dir():
+        raise FileNotFoundError(f"Model folder {name} does not exist (pass a model folder or a Hub id).")
+    return str(path), path
+
+
+def load_tokenizer(name_or_path: str | Path) -> Any:
+    """The tokenizer saved with a model (`AutoTokenizer`), or the default `GigaPianoTokenizer()` when the
+    folder has none."""
+    from transformers import AutoTokenizer
+
+    from tokenization import GigaPianoTokenizer
+
+    source, folder = _source(name_or_path)
+    if folder is not None and not (folder / "tokenizer_config.json").is_file():
+        logger.info("%s has no tokenizer files; using the default GigaPianoTokenizer.", source)
+        return GigaPianoTokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=True)
+    except (OSError, ValueError) as error:
+        logger.info("No tokenizer loaded from %s (%s); using the default GigaPianoTokenizer.", source, error)
+        return GigaPianoTokenizer()
+
+
+def load_model(
+    name_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None
+) -> Any:
+    """A GIGA-Piano causal LM in eval mode, through `AutoModelForCausalLM` with `trust_remote_code=True`
+    (saved folders carry the model code).
+
+    Raises:
+        FileNotFoundError: a local path that does not exist.
+        OSError: the model could not be loaded (not a model folder, unknown Hub id, no network).
+    """
+    from transformers import AutoModelForCausalLM
+
+    source, _ = _source(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True, dtype=dtype)
+    except OSError as error:
+        raise OSError(f"Could not load a model from {source}: {' '.join(str(error).split())}") from error
+    return model.to(pick_device(device) if isinstance(device, str) else device).eval()
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None
+) -> tuple[Any, Any]:
+    """`(load_model(...), load_tokenizer(...))` from one folder or Hub id (for the demo and endpoint).
+
+    Example:
+        ```python
+        >>> model, tokenizer = load_model_and_tokenizer("models/gigapiano-baroque")
+        >>> result = generate_continuation(model, tokenizer.encode_midi("prompt.mid"), seed=0)
+        ```
+    """
+    return load_model(name_or_path, device, dtype), load_tokenizer(name_or_path)
+
+
+__all__ = [
+    "KNOWN_STYLES",
+    "load_model",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+    "pick_device",
+    "resolve_styles",
+    "style_model_dir",
+]

@@ -1,0 +1,94 @@
+"""What `generate.py` does, as a function: resolve models, read the prompt, generate, write every file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .arguments import GenerateArguments
+from .audio import check_synthesizer, find_soundfont, render_wav
+from .core import generate_continuation
+from .outputs import (
+    check_writable,
+    marker_text,
+    output_files,
+    provenance,
+    roll_panel,
+    write_json,
+    write_midi,
+)
+from .pianoroll import save_pianoroll
+from .prompts import load_prompt
+from .resolve import load_model, load_tokenizer, resolve_styles
+
+logger = logging.getLogger(__name__)
+
+
+def run_generation(args: GenerateArguments) -> list[Path]:
+    """Generate and write MIDI + JSON (+ WAV, + PNG) for every style and variation; return the paths.
+
+    All inputs are checked before any model runs: the style folders, the output files (never replaced
+    without `--overwrite`) and, for `--wav`, the SoundFont.
+    """
+    settings = args.to_settings().with_seed()  # one seed shared by every style
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    targets = resolve_styles(args.style, args.models_dir) if args.style else [(None, args.model)]
+    variations = settings.num_variations
+    labels = []
+    for style, _ in targets:
+        for index in range(variations):
+            parts = ([style] if len(targets) > 1 else []) + ([str(index + 1)] if variations > 1 else [])
+            labels.append("-".join(parts))
+    files = output_files(args.output, labels, wav=args.wav, pianoroll=args.pianoroll)
+    comparison = None
+    if args.pianoroll and len(targets) > 1:
+        comparison = files[0].midi.with_name(f"{Path(args.output).stem}-styles.png")
+    check_writable(
+        [path for group in files for path in group.all()] + ([comparison] if comparison else []),
+        args.overwrite,
+    )
+    soundfont = None
+    if args.wav:  # fail before generating, not after
+        soundfont = find_soundfont(args.soundfont)
+        logger.info("WAV through %s with %s", check_synthesizer(), soundfont)
+
+    written: list[Path] = []
+    panels = []
+    for target_index, (style, model_name) in enumerate(targets):
+        tokenizer = load_tokenizer(model_name)
+        # the prompt is read before the model is loaded, so a bad prompt fails fast
+        prompt_ids = load_prompt(args.prompt, tokenizer, timing=args.timing)
+        model = load_model(model_name, device=args.device)
+        result = generate_continuation(model, prompt_ids, settings, show_progress=args.progress)
+        for variation in range(variations):
+            group = files[target_index * variations + variation]
+            record = provenance(
+                result,
+                variation,
+                model=str(model_name),
+                style=style,
+                velocity=args.velocity_value,
+                prompt_path=args.prompt,
+            )
+            piece = result.pieces[variation]
+            written.append(write_midi(tokenizer, piece, group.midi, args.velocity_value, marker_text(record)))
+            written.append(write_json(record, group.json))
+            if group.wav is not None:
+                notes = tokenizer.ids_to_timed_notes(piece, velocity=args.velocity_value)
+                written.append(render_wav(notes, group.wav, group.midi, soundfont, args.sample_rate))
+            title = f"{style or model_name}: {settings.mode}, seed {settings.seed}, variation {variation + 1}"
+            panel = roll_panel(tokenizer, result, variation, title, args.velocity_value)
+            if group.png is not None:
+                written.append(save_pianoroll([panel], group.png))
+            if variation == 0:
+                panels.append(panel)
+        del model
+    if comparison is not None:
+        written.append(save_pianoroll(panels, comparison))
+    return written
+
+
+__all__ = ["run_generation"]

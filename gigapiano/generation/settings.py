@@ -1,0 +1,159 @@
+"""What to generate (`GenerationSettings`) and what came out (`GenerationResult`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .grammar import DT_MS, DUR_MS, SEP_ID, split_notes
+
+Mode = Literal["continue", "inpaint", "harmonize", "progression"]
+MODES: tuple[str, ...] = ("continue", "inpaint", "harmonize", "progression")
+KEEP_CHOICES: tuple[str, ...] = ("time", "time+dur")
+DEFAULT_MAX_NEW_NOTES = 256
+#: With `seconds` and no `max_new_notes`, stop after this many notes per second at the latest.
+NOTES_PER_SECOND_CAP = 40
+DEFAULT_CHORD_NOTES = {"harmonize": 2, "progression": 0}
+
+
+@dataclass
+class GenerationSettings:
+    """Everything that decides a generation; recorded next to every output so it can be reproduced.
+
+    Args:
+        mode: `continue` the prompt; `inpaint` the prompt's pitches keeping its timing; `harmonize` the
+            prompt's melody with chord notes under each melody note; `progression`: notes (or chords) at
+            a fixed step after the prompt.
+        max_new_notes: notes to generate (`continue`, `progression`); for `inpaint` / `harmonize` the
+            number of source notes to use (default: all). Default 256 for `continue` / `progression`.
+        seconds: alternative length: stop once the new notes' onsets span this many seconds (the source
+            is cut to this span for `inpaint` / `harmonize`).
+        temperature: divides the logits before sampling (1.0 = the model's distribution, lower = safer,
+            higher = wilder); 0 means greedy decoding.
+        top_k: sample among the k most likely legal ids of each field (0 = off).
+        top_p: nucleus sampling: the smallest set of legal ids with this total probability (1.0 = off).
+        seed: random seed; `None` draws one, and the drawn value is recorded in the result.
+        num_variations: independent continuations generated together as one batch.
+        keep: `inpaint` only: keep each source note's `time` (dt) or `time+dur` (dt and duration).
+        chord_notes: notes added under each melody note (`harmonize`, default 2) or each progression step
+            (`progression`, default 0 = single notes), all with dt = 0 and going down in pitch.
+        step_ms: `progression` only: time between steps in ms (rounded to 16 ms; 16..2016).
+        step_duration_ms: `progression` only: duration of every note in ms (rounded to 32 ms; 32..4032);
+            `None` lets the model choose durations.
+        keep_fraction: when the sequence fills the context, keep this fraction of it (the most recent notes)
+            and continue with a fresh cache.
+    """
+
+    mode: Mode = "continue"
+    max_new_notes: int | None = None
+    seconds: float | None = None
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    num_variations: int = 1
+    keep: Literal["time", "time+dur"] = "time+dur"
+    chord_notes: int | None = None
+    step_ms: int = 256
+    step_duration_ms: int | None = None
+    keep_fraction: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
+        if self.max_new_notes is not None and self.max_new_notes < 1:
+            raise ValueError(f"max_new_notes must be >= 1, got {self.max_new_notes}.")
+        if self.seconds is not None and not (self.seconds > 0 and math.isfinite(self.seconds)):
+            raise ValueError(f"seconds must be a positive number, got {self.seconds}.")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}.")
+        if self.num_variations < 1:
+            raise ValueError(f"num_variations must be >= 1, got {self.num_variations}.")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {self.keep!r}.")
+        if self.chord_notes is not None and not 0 <= self.chord_notes <= 12:
+            raise ValueError(f"chord_notes must be in 0..12, got {self.chord_notes}.")
+        if not 1 <= self.step_dt <= 126:
+            raise ValueError(f"step_ms must be in 16..2016 ms (1..126 steps of 16 ms), got {self.step_ms}.")
+        if self.step_duration_ms is not None and not 1 <= self.step_dur <= 126:
+            raise ValueError(f"step_duration_ms must be in 32..4032 ms, got {self.step_duration_ms}.")
+        if not 0.25 <= self.keep_fraction <= 0.95:
+            raise ValueError(f"keep_fraction must be in 0.25..0.95, got {self.keep_fraction}.")
+
+    @property
+    def step_dt(self) -> int:
+        """`step_ms` in 16 ms dt steps."""
+        return round(self.step_ms / DT_MS)
+
+    @property
+    def step_dur(self) -> int | None:
+        """`step_duration_ms` in 32 ms duration steps (None: the model chooses)."""
+        return None if self.step_duration_ms is None else round(self.step_duration_ms / DUR_MS)
+
+    @property
+    def resolved_chord_notes(self) -> int:
+        """`chord_notes`, or the mode's default."""
+        return DEFAULT_CHORD_NOTES.get(self.mode, 0) if self.chord_notes is None else self.chord_notes
+
+    @property
+    def seconds_steps(self) -> int | None:
+        """`seconds` in 16 ms dt steps."""
+        return None if self.seconds is None else math.ceil(self.seconds * 1000 / DT_MS)
+
+    def note_budget(self) -> int:
+        """Notes to generate at most in the free modes (`max_new_notes`, or the cap for `seconds`)."""
+        if self.max_new_notes is not None:
+            return self.max_new_notes
+        if self.seconds is not None:
+            return max(8, math.ceil(self.seconds * NOTES_PER_SECOND_CAP))
+        return DEFAULT_MAX_NEW_NOTES
+
+    def with_seed(self) -> GenerationSettings:
+        """A copy whose seed is set (drawn at random when `seed` is None)."""
+        seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
+        return dataclasses.replace(self, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    """Output of `generate_continuation`.
+
+    Attributes:
+        pieces: one complete id sequence per variation (starts on a separator, ends on a pitch): the
+            prompt's notes followed by the new ones (`continue`, `progression`), or the re-generated
+            source (`inpaint`, `harmonize`).
+        given: per variation, one flag per note of the piece: True for notes taken unchanged from the
+            prompt (prompt notes, forced melody notes), False for notes the model chose (in part).
+        prompt_ids: the prompt / source as used (normalised; for `inpaint` / `harmonize`, the source).
+        settings: the settings with the seed filled in.
+        extra: run facts, e.g. `windows`: how many context windows were encoded (1 + slides).
+    """
+
+    pieces: list[list[int]]
+    given: list[list[bool]]
+    prompt_ids: list[int]
+    settings: GenerationSettings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def generated_ids(self, variation: int = 0) -> list[int]:
+        """The notes of one variation that the model chose (in part), as ids."""
+        notes = split_notes(self.pieces[variation])
+        flags = self.given[variation]
+        ids: list[int] = []
+        for note, given in zip(notes, flags, strict=True):
+            if not given:
+                ids += [SEP_ID, *note]
+        return ids
+
+
+__all__ = ["GenerationResult", "GenerationSettings", "MODES", "Mode"]
