@@ -57,8 +57,12 @@ def main() -> None:
     parser.add_argument("--preset", default="small", help="Model size preset (default: small, 16 x 1024).")
     parser.add_argument("--batch_size", type=int, default=4, help="Sequences per step (default: 4).")
     parser.add_argument("--seq_len", type=int, default=512, help="Tokens per sequence (default: 512).")
-    parser.add_argument("--trainable_blocks", type=int, default=4, help="Top blocks trained when frozen (default 4).")
-    parser.add_argument("--steps", type=int, default=2, help="Timed steps per method; the best is kept (default 2).")
+    parser.add_argument(
+        "--trainable_blocks", type=int, default=4, help="Top blocks trained when frozen (default 4)."
+    )
+    parser.add_argument(
+        "--steps", type=int, default=2, help="Timed steps per method; the best is kept (default 2)."
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2).")
     args = parser.parse_args()
 
@@ -78,14 +82,18 @@ def main() -> None:
 
     layers = GigaPianoConfig.from_preset(args.preset).num_hidden_layers
     print(
-        f"preset={args.preset} ({layers} blocks), batch {args.batch_size} x {args.seq_len} tokens, {args.threads} threads, "
+        f"preset={args.preset} ({layers} blocks), batch {args.batch_size} x {args.seq_len} tokens, "
+        f"{args.threads} threads, "
         f"torch {torch.__version__}, {platform.machine()}\n"
     )
     print("| method | trainable parameters | s / step | tokens / s | step cost vs full |")
     print("|---|---:|---:|---:|---:|")
     full = rows[0][2]
     for label, trainable, seconds in rows:
-        print(f"| {label} | {trainable / 1e6:.2f}M | {seconds:.2f} | {tokens / seconds:.0f} | {seconds / full:.2f}x |")
+        print(
+            f"| {label} | {trainable / 1e6:.2f}M | {seconds:.2f} | {tokens / seconds:.0f} "
+            f"| {seconds / full:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -160,7 +160,12 @@ def convert_state_dict(
         expected = GigaPianoConfig.from_preset(preset)
         differences = [
             f"{field}: checkpoint {getattr(config, field)} vs preset {getattr(expected, field)}"
-            for field in (*PRESETS[preset], "vocab_size", "max_position_embeddings", "relative_attention_length")
+            for field in (
+                *PRESETS[preset],
+                "vocab_size",
+                "max_position_embeddings",
+                "relative_attention_length",
+            )
             if getattr(config, field) != getattr(expected, field)
         ]
         if differences:
@@ -181,7 +186,9 @@ def convert_state_dict(
         if tensor.shape != expected_shapes[name]
     ]
     if wrong_shape:
-        raise CheckpointConversionError("Tensor shapes do not match the inferred config: " + "; ".join(wrong_shape[:5]))
+        raise CheckpointConversionError(
+            "Tensor shapes do not match the inferred config: " + "; ".join(wrong_shape[:5])
+        )
     model.load_state_dict({name: tensor.float() for name, tensor in renamed.items()}, strict=True)
     return model.eval()
 
@@ -206,7 +213,9 @@ def convert_checkpoint(
     if output_dir is not None:
         output_dir = Path(output_dir)
         if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-            raise FileExistsError(f"{str(output_dir)!r} is not empty; pass --overwrite to replace its contents.")
+            raise FileExistsError(
+                f"{str(output_dir)!r} is not empty; pass --overwrite to replace its contents."
+            )
         model.to(dtype).save_pretrained(output_dir)
         logger.info("Wrote %s (%d parameters)", output_dir, model.num_parameters())
     return model
@@ -227,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert an upstream GIGA-Piano .pth checkpoint into a Hugging Face model folder "
         "(safetensors, config with auto_map, model code, tokenizer)."
     )
-    parser.add_argument("--checkpoint", required=True, help="Upstream state dict (.pth), plain or DataParallel.")
+    parser.add_argument(
+        "--checkpoint", required=True, help="Upstream state dict (.pth), plain or DataParallel."
+    )
     parser.add_argument("--output", required=True, help="Folder to write; must be empty or new.")
     parser.add_argument(
         "--preset",
@@ -238,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="Saved weight dtype."
     )
-    parser.add_argument("--overwrite", action="store_true", help="Replace the contents of a non-empty --output.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace the contents of a non-empty --output."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

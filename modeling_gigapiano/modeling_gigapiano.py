@@ -211,7 +211,9 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         # Upstream `pos_emb`: a learned (1, context, width) table.
-        self.position_embedding = nn.Parameter(torch.empty(1, config.max_position_embeddings, config.hidden_size))
+        self.position_embedding = nn.Parameter(
+            torch.empty(1, config.max_position_embeddings, config.hidden_size)
+        )
         self.embed_dropout = nn.Dropout(config.embd_pdrop)
         self.layers = nn.ModuleList([GigaPianoBlock(config, i) for i in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

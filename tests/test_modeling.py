@@ -1,4 +1,4 @@
-"""The model against an independent reference of the upstream math, the cache, the converter and Auto loading."""
+"""The model vs an independent reference of the upstream math; the cache, the converter, Auto loading."""
 
 from __future__ import annotations
 
@@ -51,7 +51,11 @@ def random_upstream_state_dict(seed: int = 0, layers: int = LAYERS) -> dict[str,
             p + "mlp.2.weight": rnd(WIDTH, FF),
             p + "mlp.2.bias": rnd(WIDTH, scale=0.1),
         }
-    sd |= {"ln_f.weight": 1 + rnd(WIDTH, scale=0.1), "ln_f.bias": rnd(WIDTH, scale=0.1), "head.weight": rnd(VOCAB, WIDTH)}
+    sd |= {
+        "ln_f.weight": 1 + rnd(WIDTH, scale=0.1),
+        "ln_f.bias": rnd(WIDTH, scale=0.1),
+        "head.weight": rnd(VOCAB, WIDTH),
+    }
     return sd
 
 
@@ -137,17 +141,25 @@ def test_loss_is_shifted_cross_entropy(model):
     labels = ids.clone()
     labels[0, :5] = -100
     out = model(ids, labels=labels, use_cache=False)
-    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100)
+    expected = F.cross_entropy(
+        out.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(out.loss, expected)
 
 
 @pytest.mark.parametrize("prompt_length", [1, 4, 17, 30])
 def test_cached_greedy_decoding_equals_full_recomputation(model, prompt_length):
-    prompt = torch.randint(0, VOCAB, (1, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
+    prompt = torch.randint(
+        0, VOCAB, (1, prompt_length), generator=torch.Generator().manual_seed(prompt_length)
+    )
     new_tokens = CONTEXT - prompt_length
     with torch.no_grad():
         cached = model.generate(
-            prompt, max_new_tokens=new_tokens, do_sample=False, output_logits=True, return_dict_in_generate=True
+            prompt,
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
         # upstream style: re-run the whole sequence for every new token
         seq = prompt
@@ -157,15 +169,18 @@ def test_cached_greedy_decoding_equals_full_recomputation(model, prompt_length):
             full_logits.append(logits)
             seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(cached.sequences, seq)
-    torch.testing.assert_close(torch.stack(cached.logits, 1), torch.stack(full_logits, 1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.stack(cached.logits, 1), torch.stack(full_logits, 1), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_generate_without_attention_mask_attends_to_separators(model):
     """The separator (127) is no padding id: plain generate() must not mask the note separators."""
     prompt = torch.tensor([[127, 0, 10, 60, 127, 8, 10, 64, 127, 0, 10, 67, 127]])
     with torch.no_grad():
-        generated = model.generate(prompt, max_new_tokens=6, do_sample=False, output_logits=True,
-                                   return_dict_in_generate=True)
+        generated = model.generate(
+            prompt, max_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True
+        )
         expected = model(prompt, use_cache=False).logits[:, -1]
     torch.testing.assert_close(generated.logits[0], expected, atol=1e-5, rtol=1e-5)
 
@@ -208,7 +223,11 @@ def test_presets_have_upstream_sizes():
     assert (small.num_hidden_layers, large.num_hidden_layers) == (16, 24)
     for config in (small, large):
         assert (config.hidden_size, config.intermediate_size, config.num_attention_heads) == (1024, 1024, 16)
-        assert (config.vocab_size, config.max_position_embeddings, config.relative_attention_length) == (128, 1024, 1024)
+        assert (config.vocab_size, config.max_position_embeddings, config.relative_attention_length) == (
+            128,
+            1024,
+            1024,
+        )
         assert config.attn_pdrop == config.resid_pdrop == config.embd_pdrop == 0.1
 
 
@@ -243,9 +262,19 @@ def test_converter_cli_one_line_error_and_nonzero_exit(tmp_path):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x80\x02garbage")
     result = subprocess.run(
-        [sys.executable, "-m", "modeling_gigapiano.convert_gigapiano_checkpoint", "--checkpoint", str(corrupt),
-         "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "modeling_gigapiano.convert_gigapiano_checkpoint",
+            "--checkpoint",
+            str(corrupt),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: Cannot read")
@@ -276,10 +305,19 @@ def test_convert_save_and_load_in_fresh_offline_process(upstream_sd, tmp_path):
         f"ids = torch.load({str(tmp_path / 'ids.pt')!r})\n"
         f"torch.save(m(ids).logits, {str(tmp_path / 'logits.pt')!r})\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "PYTHONPATH": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), reference_logits(upstream_sd, ids), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.load(tmp_path / "logits.pt"), reference_logits(upstream_sd, ids), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_sampled_generation_is_seeded(model):

@@ -1,4 +1,4 @@
-"""train.py end to end on a tiny model and MIDI the tests write: loss, freezing, LoRA, LR finder, resume, DDP."""
+"""train.py end to end on a tiny model and test-written MIDI: loss, freezing, LoRA, LR finder, resume, DDP."""
 
 from __future__ import annotations
 
@@ -24,24 +24,43 @@ OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 def train_args(maestro_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """A few quick steps on the fake MAESTRO folder; `extra` flags override."""
     return [
-        "--composer", "Johann Sebastian Bach", "Frédéric Chopin",
-        "--maestro_dir", str(maestro_root),
-        "--cache_dir", str(output_dir.parent / "data-cache"),
-        "--output_dir", str(output_dir),
-        "--window_length", "64",
-        "--window_stride", "32",
-        "--validation_fraction", "0.2",
-        "--per_device_train_batch_size", "4",
-        "--per_device_eval_batch_size", "8",
-        "--learning_rate", "3e-3",
-        "--max_steps", "12",
-        "--logging_steps", "1",
-        "--eval_strategy", "no",
-        "--save_steps", "1000",
-        "--report_to", "none",
-        "--disable_tqdm", "true",
-        "--dropout", "0",
-        "--seed", "7",
+        "--composer",
+        "Johann Sebastian Bach",
+        "Frédéric Chopin",
+        "--maestro_dir",
+        str(maestro_root),
+        "--cache_dir",
+        str(output_dir.parent / "data-cache"),
+        "--output_dir",
+        str(output_dir),
+        "--window_length",
+        "64",
+        "--window_stride",
+        "32",
+        "--validation_fraction",
+        "0.2",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--learning_rate",
+        "3e-3",
+        "--max_steps",
+        "12",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_steps",
+        "1000",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--dropout",
+        "0",
+        "--seed",
+        "7",
         *extra,
     ]
 
@@ -70,10 +89,22 @@ def test_training_from_scratch_lowers_the_loss_and_writes_a_complete_run(tiny_ba
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5, losses
     metrics = tiny_base.metrics
-    assert metrics["eval_perplexity"] == pytest.approx(torch.tensor(metrics["eval_loss"]).exp().item(), rel=1e-4)
+    assert metrics["eval_perplexity"] == pytest.approx(
+        torch.tensor(metrics["eval_loss"]).exp().item(), rel=1e-4
+    )
     assert 0 < metrics["eval_accuracy"] < 1 and metrics["eval_sep_accuracy"] > 0.9
-    for name in ("config.json", "model.safetensors", "modeling_gigapiano.py", "tokenizer_config.json",
-                 "trainer_state.json", "loss_curves.png", "pieces.json", "style.yaml", "run_info.json", "README.md"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_gigapiano.py",
+        "tokenizer_config.json",
+        "trainer_state.json",
+        "loss_curves.png",
+        "pieces.json",
+        "style.yaml",
+        "run_info.json",
+        "README.md",
+    ):
         assert (out / name).exists(), name
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pieces = json.loads((out / "pieces.json").read_text())
@@ -94,16 +125,25 @@ def test_run_folder_loads_in_a_fresh_offline_process(tiny_base, tmp_path):
         "print(out.shape[1])\n"
     )
     env = {**OFFLINE_ENV, "PYTHONPATH": "", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "20"
 
 
 def test_frozen_blocks_stay_bit_identical(tiny_base, fake_maestro_root, tmp_path):
     out = tmp_path / "frozen"
-    train(fake_maestro_root, out, "--base_model", str(tiny_base.output_dir), "--trainable_blocks", "1",
-          "--max_steps", "4")
+    train(
+        fake_maestro_root,
+        out,
+        "--base_model",
+        str(tiny_base.output_dir),
+        "--trainable_blocks",
+        "1",
+        "--max_steps",
+        "4",
+    )
     before = load_file(tiny_base.output_dir / "model.safetensors")
     after = load_file(out / "model.safetensors")
     assert before.keys() == after.keys()
@@ -116,7 +156,15 @@ def test_frozen_blocks_stay_bit_identical(tiny_base, fake_maestro_root, tmp_path
 
 def test_only_top_blocks_require_grad(tiny_base):
     model_args, _, _ = parse_training_args(
-        ["--style", "baroque", "--base_model", str(tiny_base.output_dir), "--trainable_blocks", "1", "--train_head"]
+        [
+            "--style",
+            "baroque",
+            "--base_model",
+            str(tiny_base.output_dir),
+            "--trainable_blocks",
+            "1",
+            "--train_head",
+        ]
     )
     model = prepare_model(model_args)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -129,11 +177,25 @@ def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base,
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "lora"
-    train(fake_maestro_root, out, "--base_model", str(tiny_base.output_dir), "--lora", "--lora_rank", "4",
-          "--merge_lora", "--learning_rate", "1e-2", "--max_steps", "6")
+    train(
+        fake_maestro_root,
+        out,
+        "--base_model",
+        str(tiny_base.output_dir),
+        "--lora",
+        "--lora_rank",
+        "4",
+        "--merge_lora",
+        "--learning_rate",
+        "1e-2",
+        "--max_steps",
+        "6",
+    )
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")
     assert adapter and all("lora_" in name for name in adapter)
-    assert any(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)  # B starts at 0
+    assert any(
+        tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name
+    )  # B starts at 0
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert Path(adapter_config["base_model_name_or_path"]) == tiny_base.output_dir.resolve()
 
@@ -144,7 +206,11 @@ def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base,
     with torch.no_grad():
         expected = with_adapter(ids).logits
         got = merged(ids).logits
-        plain = AutoModelForCausalLM.from_pretrained(tiny_base.output_dir, trust_remote_code=True).eval()(ids).logits
+        plain = (
+            AutoModelForCausalLM.from_pretrained(tiny_base.output_dir, trust_remote_code=True)
+            .eval()(ids)
+            .logits
+        )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert (got - plain).abs().max() > 1e-4  # the adapter really changed the model
 
@@ -158,21 +224,40 @@ def test_lora_adapter_run_folder_loads_with_auto_class(tiny_base, fake_maestro_r
         f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)\n"
         "print(sum('lora_' in n for n, _ in m.named_parameters()) > 0)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=OFFLINE_ENV, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=OFFLINE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("True")
 
 
 def test_learning_rate_auto_runs_a_range_test(tiny_base, fake_maestro_root, tmp_path):
     out = tmp_path / "auto-lr"
-    outcome = train(fake_maestro_root, out, "--base_model", str(tiny_base.output_dir), "--learning_rate", "auto",
-                    "--trainable_blocks", "1",
-                    "--lr_find_steps", "25", "--max_steps", "2")
+    outcome = train(
+        fake_maestro_root,
+        out,
+        "--base_model",
+        str(tiny_base.output_dir),
+        "--learning_rate",
+        "auto",
+        "--trainable_blocks",
+        "1",
+        "--lr_find_steps",
+        "25",
+        "--max_steps",
+        "2",
+    )
     assert torch.isfinite(torch.tensor(outcome.learning_rate)) and 1e-6 <= outcome.learning_rate <= 1e-1
     assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     found = json.loads((out / "lr_find.json").read_text())
-    assert found["suggested_lr"] == pytest.approx(found["valley_lr"] / 2) == pytest.approx(outcome.learning_rate)
+    assert (
+        found["suggested_lr"] == pytest.approx(found["valley_lr"] / 2) == pytest.approx(outcome.learning_rate)
+    )
 
 
 class CrashAtStep(TrainerCallback):
@@ -187,8 +272,18 @@ class CrashAtStep(TrainerCallback):
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_base, fake_maestro_root, tmp_path):
-    common = ("--base_model", str(tiny_base.output_dir), "--trainable_blocks", "2", "--max_steps", "6",
-              "--save_steps", "3", "--dropout", "0.1")
+    common = (
+        "--base_model",
+        str(tiny_base.output_dir),
+        "--trainable_blocks",
+        "2",
+        "--max_steps",
+        "6",
+        "--save_steps",
+        "3",
+        "--dropout",
+        "0.1",
+    )
     straight = tmp_path / "straight"
     train(fake_maestro_root, straight, *common)
     resumed = tmp_path / "resumed"
@@ -209,7 +304,9 @@ def test_finished_run_is_not_overwritten(tiny_base, fake_maestro_root, tmp_path)
         train(fake_maestro_root, out, "--base_model", "scratch:tiny")
 
 
-def run_train_cli(*args: str, launcher: list[str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run_train_cli(
+    *args: str, launcher: list[str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     command = (launcher or [sys.executable]) + [str(REPO / "train.py"), *args]
     return subprocess.run(command, cwd=cwd, env=OFFLINE_ENV, capture_output=True, text=True, timeout=600)
 
@@ -218,14 +315,36 @@ def run_train_cli(*args: str, launcher: list[str] | None = None, cwd: Path = REP
 def test_two_cpu_processes_match_one_process_on_the_first_step(tiny_base, fake_maestro_root, tmp_path):
     """Two CPU processes (DDP over gloo, configs/accelerate/multi_cpu.yaml) vs one: same global batch
     (2 x 2 vs 1 x 4), same first loss."""
-    common = train_args(fake_maestro_root, tmp_path / "x", "--base_model", str(tiny_base.output_dir),
-                        "--max_steps", "2", "--full_finetune")
-    single = run_train_cli(*common, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4")
+    common = train_args(
+        fake_maestro_root,
+        tmp_path / "x",
+        "--base_model",
+        str(tiny_base.output_dir),
+        "--max_steps",
+        "2",
+        "--full_finetune",
+    )
+    single = run_train_cli(
+        *common, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4"
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(REPO / "configs" / "accelerate" / "multi_cpu.yaml"), "--main_process_port", "29531"]
-    double = run_train_cli(*common, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "2",
-                           launcher=launcher)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs" / "accelerate" / "multi_cpu.yaml"),
+        "--main_process_port",
+        "29531",
+    ]
+    double = run_train_cli(
+        *common,
+        "--output_dir",
+        str(tmp_path / "two"),
+        "--per_device_train_batch_size",
+        "2",
+        launcher=launcher,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "run_info.json").read_text())["world_size"] == 2
     first_single = logged_losses(tmp_path / "one")[0]
@@ -234,17 +353,29 @@ def test_two_cpu_processes_match_one_process_on_the_first_step(tiny_base, fake_m
 
 
 def test_bad_arguments_give_one_line_errors(fake_maestro_root, tmp_path):
-    result = run_train_cli("--style", "no-such-style", "--maestro_dir", str(fake_maestro_root),
-                           "--output_dir", str(tmp_path / "x"), "--base_model", "scratch:tiny")
+    result = run_train_cli(
+        "--style",
+        "no-such-style",
+        "--maestro_dir",
+        str(fake_maestro_root),
+        "--output_dir",
+        str(tmp_path / "x"),
+        "--base_model",
+        "scratch:tiny",
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and "no-such-style" in result.stderr
     assert "Traceback" not in result.stderr
-    result = run_train_cli("--style", "baroque", "--lora", "--full_finetune", "--output_dir", str(tmp_path / "y"))
+    result = run_train_cli(
+        "--style", "baroque", "--lora", "--full_finetune", "--output_dir", str(tmp_path / "y")
+    )
     assert result.returncode == 2 and "--full_finetune and --lora" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "config", sorted((REPO / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_accelerate_configs_parse(config):
     from accelerate.commands.config.config_args import load_config_from_file
 

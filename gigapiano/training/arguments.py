@@ -33,8 +33,9 @@ class GigaPianoModelArguments:
     base_model: str = field(
         default=DEFAULT_BASE_MODEL,
         metadata={
-            "help": "Starting weights: a local model folder, a Hub id, an upstream .pth checkpoint (converted on "
-            "the fly) or scratch:<preset> for random weights (presets: tiny, compact, small, large). Relative "
+            "help": "Starting weights: a local model folder, a Hub id, an upstream .pth checkpoint "
+            "(converted on the fly) or scratch:<preset> for random weights (presets: tiny, compact, small, "
+            "large). Relative "
             "folders are looked up in the working directory, then in the project. Default: "
             f"{DEFAULT_BASE_MODEL} (the shipped compact base model)."
         },
@@ -97,7 +98,8 @@ class GigaPianoModelArguments:
             raise ValueError("--lora needs pretrained weights; a scratch: base model trains fully.")
         if self.lora and self.base_model.endswith((".pth", ".pt", ".bin")):
             raise ValueError(
-                "--lora needs a model folder as --base_model (the adapter records where its base lives); convert "
+                "--lora needs a model folder as --base_model (the adapter records where its base lives); "
+                "convert "
                 "the checkpoint first: python -m modeling_gigapiano.convert_gigapiano_checkpoint."
             )
 
@@ -140,7 +142,8 @@ class GigaPianoTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
-            "help": "Allow a fresh run into a folder that already holds a finished model. Without it, a folder "
+            "help": "Allow a fresh run into a folder that already holds a finished model. Without it, a "
+            "folder "
             "with checkpoints resumes and a finished one is refused. Default: false."
         },
     )
@@ -213,7 +216,8 @@ def build_parser() -> HfArgumentParser:
     parser.add_argument(
         "--config",
         default=str(DEFAULT_CONFIG),
-        help=f"YAML file with argument defaults; flags on the command line override it. Default: {DEFAULT_CONFIG}.",
+        help="YAML file with argument defaults; flags on the command line override it. "
+        f"Default: {DEFAULT_CONFIG}.",
     )
     return parser
 

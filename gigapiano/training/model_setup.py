@@ -56,7 +56,8 @@ def load_base_model(base_model: str, dropout: float | None = None) -> GigaPianoF
         return model
     if not path.exists() and (base_model.startswith((".", "/")) or base_model.count("/") != 1):
         raise FileNotFoundError(
-            f"Base model {base_model!r} is neither a folder, a .pth checkpoint, a Hub id (namespace/name) nor "
+            f"Base model {base_model!r} is neither a folder, a .pth checkpoint, a Hub id (namespace/name) "
+            "nor "
             "scratch:<preset>."
         )
     source = str(path) if path.exists() else base_model

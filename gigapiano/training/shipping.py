@@ -35,7 +35,10 @@ from .arguments import PROJECT_ROOT
 logger = logging.getLogger(__name__)
 
 STYLES = ("baroque", "romantic", "rachmaninoff")
-METHODS = {"blocks": "configs/train/style_compact_blocks.yaml", "lora": "configs/train/style_compact_lora.yaml"}
+METHODS = {
+    "blocks": "configs/train/style_compact_blocks.yaml",
+    "lora": "configs/train/style_compact_lora.yaml",
+}
 BASE_CONFIG = "configs/train/base_compact.yaml"
 RECORD_FILES = (
     "all_results.json",
@@ -54,8 +57,17 @@ def run_train(config: str, output_dir: Path, maestro_dir: str, *extra: str) -> P
     if (output_dir / "all_results.json").exists():
         logger.info("%s is already trained; skipping.", output_dir)
         return output_dir
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "--config", config, "--maestro_dir", maestro_dir,
-               "--output_dir", str(output_dir), *extra]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "--config",
+        config,
+        "--maestro_dir",
+        maestro_dir,
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
     logger.info("Running %s", " ".join(command))
     subprocess.run(command, cwd=PROJECT_ROOT, check=True)
     return output_dir
@@ -93,8 +105,15 @@ def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[s
     selection: dict[str, dict] = {}
     for style in styles:
         candidates = {
-            method: run_train(config, runs_dir / f"style-{method}-{style}", maestro_dir, "--style", style,
-                              "--base_model", str(base_model))
+            method: run_train(
+                config,
+                runs_dir / f"style-{method}-{style}",
+                maestro_dir,
+                "--style",
+                style,
+                "--base_model",
+                str(base_model),
+            )
             for method, config in METHODS.items()
         }
         losses = {method: validation_loss(run) for method, run in candidates.items()}
@@ -108,10 +127,14 @@ def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and export the shipped base and style models.")
-    parser.add_argument("--maestro_dir", required=True, help="Extracted MAESTRO v3 folder (CSV + year folders).")
+    parser.add_argument(
+        "--maestro_dir", required=True, help="Extracted MAESTRO v3 folder (CSV + year folders)."
+    )
     parser.add_argument("--runs_dir", default="runs", help="Where the training runs go (default: runs).")
     parser.add_argument("--models_dir", default="models", help="Where shipped models go (default: models).")
-    parser.add_argument("--styles", nargs="+", default=list(STYLES), help="Styles to fine-tune (default: all three).")
+    parser.add_argument(
+        "--styles", nargs="+", default=list(STYLES), help="Styles to fine-tune (default: all three)."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -158,7 +158,8 @@ def load_windows(
     windows["validation"] = _cap(windows["validation"], training_args.max_eval_windows)
     if len(windows["validation"]) == 0:
         raise ValueError(
-            f"No validation windows of {data_args.window_length} tokens: the validation pieces are too short or "
+            f"No validation windows of {data_args.window_length} tokens: the validation pieces are too short "
+            "or "
             "too few; use a shorter --window_length or a larger --validation_fraction."
         )
     windows = add_transposition(windows, data_args.transpose, seed=training_args.seed)
@@ -286,7 +287,8 @@ def run_training(
 def training_method(model_args: GigaPianoModelArguments) -> str:
     """A short human description of which parameters trained."""
     if model_args.lora:
-        return f"LoRA r={model_args.lora_rank} alpha={model_args.lora_alpha:g} on {model_args.lora_target_modules}"
+        targets = model_args.lora_target_modules
+        return f"LoRA r={model_args.lora_rank} alpha={model_args.lora_alpha:g} on {targets}"
     if model_args.full_finetune or model_args.from_scratch:
         return "all parameters"
     extra = " + final norm and head" if model_args.train_head else ""

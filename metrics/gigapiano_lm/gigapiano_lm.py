@@ -32,7 +32,8 @@ Returns:
     `pitch_accuracy`, `num_tokens`.
 Example:
     >>> metric = evaluate.load("metrics/gigapiano_lm")
-    >>> metric.compute(predictions=[127, 5], references=[127, 6], losses=[0.01, 1.2], fields=[0, 1])["accuracy"]
+    >>> scores = metric.compute(predictions=[127, 5], references=[127, 6], losses=[0.01, 1.2], fields=[0, 1])
+    >>> scores["accuracy"]
     0.5
 """
 
