@@ -136,3 +136,131 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     GigaPianoForCausalLM(GigaPianoConfig.from_preset("tiny")).save_pretrained(folder)
     GigaPianoTokenizer().save_pretrained(folder)
     return folder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Trained-run fixtures (Hub, handler and demo tests): real train.py run folders of a tiny GIGA-Piano.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _train_tiny_run(maestro_root: Path, output_dir: Path, *extra: str) -> Path:
+    """Runs train.py's library entry point on the fake MAESTRO (style baroque, all Bach pieces), 1 thread."""
+    import torch
+
+    from gigapiano.training import parse_training_args, run_training
+
+    argv = [
+        "--style", "baroque", "--pieces", "all",
+        "--maestro_dir", str(maestro_root),
+        "--cache_dir", str(output_dir.parent / "data-cache"),
+        "--output_dir", str(output_dir),
+        "--window_length", "64", "--window_stride", "32",
+        "--validation_fraction", "0.2",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--learning_rate", "3e-3",
+        "--logging_steps", "1", "--eval_strategy", "no", "--save_steps", "1000",
+        "--report_to", "none", "--disable_tqdm", "true",
+        "--dropout", "0", "--seed", "7",
+        *extra,
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_training(*parse_training_args(argv)).output_dir
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(fake_maestro_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `train.py` run folder (do not modify it; copy it first): a tiny GIGA-Piano (64-token
+    context) trained from scratch for 40 steps on the fake MAESTRO's Bach pieces as style "baroque", with
+    weights, tokenizer, code files and every record (all_results.json, run_info.json, pieces.json,
+    style.yaml, trainer_state.json, loss_curves.png, README.md draft). About 15 s on one CPU thread."""
+    output = tmp_path_factory.mktemp("trained-tiny") / "gigapiano-tiny"
+    return _train_tiny_run(fake_maestro_root, output, "--base_model", "scratch:tiny", "--max_steps", "40")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_lora_run(
+    trained_tiny_run: Path, fake_maestro_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A finished LoRA run folder (adapter_config.json + adapter_model.safetensors, records) trained for 4
+    steps on top of `trained_tiny_run`, whose absolute path its adapter_config.json records as the base."""
+    output = tmp_path_factory.mktemp("trained-tiny-lora") / "gigapiano-tiny-lora"
+    return _train_tiny_run(
+        fake_maestro_root, output, "--base_model", str(trained_tiny_run), "--lora", "--lora_rank", "4",
+        "--learning_rate", "1e-2", "--max_steps", "4",
+    )  # fmt: skip
+
+
+#: Hub ids the published test repos are assembled for (nothing is uploaded; see tests/test_hub_upload.py).
+TINY_REPO_ID = "gigapiano-test/gigapiano-tiny"
+TINY_LORA_REPO_ID = "gigapiano-test/gigapiano-tiny-lora"
+
+
+@pytest.fixture(scope="session")
+def published_tiny_repo(trained_tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Hub repo folder `publish.py --dry_run` writes for `trained_tiny_run` (repo id `TINY_REPO_ID`)."""
+    from gigapiano.hub.repo_folder import assemble_model_repo
+
+    output = tmp_path_factory.mktemp("published") / "gigapiano-tiny"
+    return assemble_model_repo(trained_tiny_run, output, TINY_REPO_ID).path
+
+
+@pytest.fixture(scope="session")
+def published_tiny_lora_repo(trained_tiny_lora_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repo folder of `trained_tiny_lora_run`: an adapter whose base is the Hub id `TINY_REPO_ID`."""
+    from gigapiano.hub.repo_folder import assemble_model_repo
+
+    output = tmp_path_factory.mktemp("published-lora") / "gigapiano-tiny-lora"
+    folder = assemble_model_repo(trained_tiny_lora_run, output, TINY_LORA_REPO_ID, base_repo_id=TINY_REPO_ID)
+    return folder.path
+
+
+#: Prepended to every `run_isolated` script: importing the project's own packages fails, so the script
+#: proves that a published folder works with only what a stranger installs from PyPI.
+BLOCK_PROJECT_IMPORTS = """
+import importlib.abc, sys
+class _BlockProjectImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("gigapiano", "tokenization", "modeling_gigapiano"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: Hub users lack the project)")
+        return None
+sys.meta_path.insert(0, _BlockProjectImports())
+"""
+
+
+@pytest.fixture
+def run_isolated(tmp_path: Path) -> Callable[..., object]:
+    """Runs a Python script in a fresh process like a Hub user's: offline (`HF_HUB_OFFLINE=1`), without the
+    project on the path and with its packages unimportable, one CPU thread, a private module cache.
+
+    Call as ``run_isolated(script, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess``.
+    """
+    import os
+    import subprocess
+    import sys
+
+    def run(script: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300):
+        full_env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "PYTHONPATH": "",
+            "OMP_NUM_THREADS": "1",
+            "HF_MODULES_CACHE": str(tmp_path / "hf-modules"),
+            "TRANSFORMERS_VERBOSITY": "error",
+            "TOKENIZERS_PARALLELISM": "false",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-c", BLOCK_PROJECT_IMPORTS + script],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
