@@ -120,22 +120,9 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder (config, safetensors, model code, tokenizer files) holding a tiny *random* GIGA-Piano.
-
-    TODO(training issue): once the training issue ships a trained tiny model, return its folder here so the
-    generation end-to-end tests run on real weights.
-    """
-    import torch
-
-    from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM
-    from tokenization import GigaPianoTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-gigapiano")
-    torch.manual_seed(0)
-    GigaPianoForCausalLM(GigaPianoConfig.from_preset("tiny")).save_pretrained(folder)
-    GigaPianoTokenizer().save_pretrained(folder)
-    return folder
+def tiny_model_dir(trained_tiny_run: Path) -> Path:
+    """A trained tiny model folder (config, safetensors, model code, tokenizer files): `trained_tiny_run`."""
+    return trained_tiny_run
 
 
 # ----------------------------------------------------------------------------------------------------------

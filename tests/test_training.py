@@ -70,25 +70,17 @@ def train(maestro_root: Path, output_dir: Path, *extra: str, callbacks=()):
     return run_training(model_args, data_args, training_args, callbacks=callbacks)
 
 
-@pytest.fixture(scope="session")
-def tiny_base(fake_maestro_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A tiny model trained from scratch for 40 steps: the base that the fine-tuning tests start from."""
-    output = tmp_path_factory.mktemp("train") / "tiny-base"
-    outcome = train(fake_maestro_root, output, "--base_model", "scratch:tiny", "--max_steps", "40")
-    return outcome
-
-
 def logged_losses(output_dir: Path) -> list[float]:
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     return [entry["loss"] for entry in history if "loss" in entry]
 
 
-def test_training_from_scratch_lowers_the_loss_and_writes_a_complete_run(tiny_base):
-    out = tiny_base.output_dir
+def test_training_from_scratch_lowers_the_loss_and_writes_a_complete_run(trained_tiny_run):
+    out = trained_tiny_run
     losses = logged_losses(out)
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5, losses
-    metrics = tiny_base.metrics
+    metrics = json.loads((out / "all_results.json").read_text())
     assert metrics["eval_perplexity"] == pytest.approx(
         torch.tensor(metrics["eval_loss"]).exp().item(), rel=1e-4
     )
@@ -111,14 +103,15 @@ def test_training_from_scratch_lowers_the_loss_and_writes_a_complete_run(tiny_ba
     assert pieces["train"] and pieces["validation"] and not set(pieces["train"]) & set(pieces["validation"])
     info = json.loads((out / "run_info.json").read_text())
     assert info["arguments"]["model"]["base_model"] == "scratch:tiny" and "torch" in info["versions"]
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] is None  # 127 is no padding
 
 
-def test_run_folder_loads_in_a_fresh_offline_process(tiny_base, tmp_path):
+def test_run_folder_loads_in_a_fresh_offline_process(trained_tiny_run, tmp_path):
     script = (
         "import sys, torch\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-        f"m = AutoModelForCausalLM.from_pretrained({str(tiny_base.output_dir)!r}, trust_remote_code=True)\n"
-        f"t = AutoTokenizer.from_pretrained({str(tiny_base.output_dir)!r}, trust_remote_code=True)\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(trained_tiny_run)!r}, trust_remote_code=True)\n"
+        f"t = AutoTokenizer.from_pretrained({str(trained_tiny_run)!r}, trust_remote_code=True)\n"
         "assert type(m).__module__.startswith('transformers_modules')\n"
         "ids = t.notes_to_ids([(0, 10, 60), (8, 10, 64), (0, 10, 67)])\n"
         "out = m.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)\n"
@@ -132,19 +125,19 @@ def test_run_folder_loads_in_a_fresh_offline_process(tiny_base, tmp_path):
     assert result.stdout.strip() == "20"
 
 
-def test_frozen_blocks_stay_bit_identical(tiny_base, fake_maestro_root, tmp_path):
+def test_frozen_blocks_stay_bit_identical(trained_tiny_run, fake_maestro_root, tmp_path):
     out = tmp_path / "frozen"
     train(
         fake_maestro_root,
         out,
         "--base_model",
-        str(tiny_base.output_dir),
+        str(trained_tiny_run),
         "--trainable_blocks",
         "1",
         "--max_steps",
         "4",
     )
-    before = load_file(tiny_base.output_dir / "model.safetensors")
+    before = load_file(trained_tiny_run / "model.safetensors")
     after = load_file(out / "model.safetensors")
     assert before.keys() == after.keys()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -154,13 +147,13 @@ def test_frozen_blocks_stay_bit_identical(tiny_base, fake_maestro_root, tmp_path
     assert info["training_method"].startswith("top 1 blocks")
 
 
-def test_only_top_blocks_require_grad(tiny_base):
+def test_only_top_blocks_require_grad(trained_tiny_run):
     model_args, _, _ = parse_training_args(
         [
             "--style",
             "baroque",
             "--base_model",
-            str(tiny_base.output_dir),
+            str(trained_tiny_run),
             "--trainable_blocks",
             "1",
             "--train_head",
@@ -172,7 +165,9 @@ def test_only_top_blocks_require_grad(tiny_base):
     assert "lm_head.weight" in trainable and "model.embed_tokens.weight" not in trainable
 
 
-def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base, fake_maestro_root, tmp_path):
+def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(
+    trained_tiny_run, fake_maestro_root, tmp_path
+):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -181,7 +176,7 @@ def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base,
         fake_maestro_root,
         out,
         "--base_model",
-        str(tiny_base.output_dir),
+        str(trained_tiny_run),
         "--lora",
         "--lora_rank",
         "4",
@@ -197,9 +192,9 @@ def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base,
         tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name
     )  # B starts at 0
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert Path(adapter_config["base_model_name_or_path"]) == tiny_base.output_dir.resolve()
+    assert Path(adapter_config["base_model_name_or_path"]) == trained_tiny_run.resolve()
 
-    base = AutoModelForCausalLM.from_pretrained(tiny_base.output_dir, trust_remote_code=True).eval()
+    base = AutoModelForCausalLM.from_pretrained(trained_tiny_run, trust_remote_code=True).eval()
     with_adapter = PeftModel.from_pretrained(base, out / "adapter").eval()
     merged = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
     ids = torch.randint(0, 128, (2, 48), generator=torch.Generator().manual_seed(0))
@@ -207,17 +202,15 @@ def test_lora_trains_only_adapters_and_merge_equals_base_plus_adapter(tiny_base,
         expected = with_adapter(ids).logits
         got = merged(ids).logits
         plain = (
-            AutoModelForCausalLM.from_pretrained(tiny_base.output_dir, trust_remote_code=True)
-            .eval()(ids)
-            .logits
+            AutoModelForCausalLM.from_pretrained(trained_tiny_run, trust_remote_code=True).eval()(ids).logits
         )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert (got - plain).abs().max() > 1e-4  # the adapter really changed the model
 
 
-def test_lora_adapter_run_folder_loads_with_auto_class(tiny_base, fake_maestro_root, tmp_path):
+def test_lora_adapter_run_folder_loads_with_auto_class(trained_tiny_run, fake_maestro_root, tmp_path):
     out = tmp_path / "lora-adapter"
-    train(fake_maestro_root, out, "--base_model", str(tiny_base.output_dir), "--lora", "--max_steps", "2")
+    train(fake_maestro_root, out, "--base_model", str(trained_tiny_run), "--lora", "--max_steps", "2")
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     script = (
         "from transformers import AutoModelForCausalLM\n"
@@ -236,13 +229,13 @@ def test_lora_adapter_run_folder_loads_with_auto_class(tiny_base, fake_maestro_r
     assert result.stdout.strip().endswith("True")
 
 
-def test_learning_rate_auto_runs_a_range_test(tiny_base, fake_maestro_root, tmp_path):
+def test_learning_rate_auto_runs_a_range_test(trained_tiny_run, fake_maestro_root, tmp_path):
     out = tmp_path / "auto-lr"
     outcome = train(
         fake_maestro_root,
         out,
         "--base_model",
-        str(tiny_base.output_dir),
+        str(trained_tiny_run),
         "--learning_rate",
         "auto",
         "--trainable_blocks",
@@ -271,10 +264,10 @@ class CrashAtStep(TrainerCallback):
             raise KeyboardInterrupt("simulated crash")
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_base, fake_maestro_root, tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights(trained_tiny_run, fake_maestro_root, tmp_path):
     common = (
         "--base_model",
-        str(tiny_base.output_dir),
+        str(trained_tiny_run),
         "--trainable_blocks",
         "2",
         "--max_steps",
@@ -297,9 +290,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_base, fake_maestro_roo
     assert logged_losses(straight)[-1] == pytest.approx(logged_losses(resumed)[-1], abs=1e-6)
 
 
-def test_finished_run_is_not_overwritten(tiny_base, fake_maestro_root, tmp_path):
+def test_finished_run_is_not_overwritten(trained_tiny_run, fake_maestro_root, tmp_path):
     out = tmp_path / "done"
-    shutil.copytree(tiny_base.output_dir, out, ignore=shutil.ignore_patterns("checkpoint-*"))
+    shutil.copytree(trained_tiny_run, out, ignore=shutil.ignore_patterns("checkpoint-*"))
     with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
         train(fake_maestro_root, out, "--base_model", "scratch:tiny")
 
@@ -312,14 +305,14 @@ def run_train_cli(
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_match_one_process_on_the_first_step(tiny_base, fake_maestro_root, tmp_path):
+def test_two_cpu_processes_match_one_process_on_the_first_step(trained_tiny_run, fake_maestro_root, tmp_path):
     """Two CPU processes (DDP over gloo, configs/accelerate/multi_cpu.yaml) vs one: same global batch
     (2 x 2 vs 1 x 4), same first loss."""
     common = train_args(
         fake_maestro_root,
         tmp_path / "x",
         "--base_model",
-        str(tiny_base.output_dir),
+        str(trained_tiny_run),
         "--max_steps",
         "2",
         "--full_finetune",
@@ -390,19 +383,19 @@ def test_training_recipes_parse(config):
     assert model_args.base_model
 
 
-def test_export_for_shipping_halves_weights_and_keeps_records(tiny_base, tmp_path):
+def test_export_for_shipping_halves_weights_and_keeps_records(trained_tiny_run, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from gigapiano.training.shipping import export_model
 
-    target = export_model(tiny_base.output_dir, tmp_path / "gigapiano-tiny")
+    target = export_model(trained_tiny_run, tmp_path / "gigapiano-tiny")
     weights = load_file(target / "model.safetensors")
     assert all(tensor.dtype == torch.float16 for tensor in weights.values())
     config = json.loads((target / "config.json").read_text())
     assert config["pad_token_id"] is None and config["auto_map"]["AutoModelForCausalLM"]
     for name in ("all_results.json", "run_info.json", "pieces.json", "README.md", "tokenizer_config.json"):
         assert (target / name).exists(), name
-    original = load_file(tiny_base.output_dir / "model.safetensors")
+    original = load_file(trained_tiny_run / "model.safetensors")
     for name, tensor in original.items():
         torch.testing.assert_close(weights[name].float(), tensor, atol=2e-3, rtol=1e-3)
     model = AutoModelForCausalLM.from_pretrained(target, trust_remote_code=True, dtype=torch.float32)

@@ -202,6 +202,11 @@ def choose_learning_rate(
 def save_final_model(trainer: Trainer, model_args: GigaPianoModelArguments, output_dir: Path) -> None:
     """Full weights, an adapter, or merged weights plus the adapter in `adapter/` (with --merge_lora)."""
     model = trainer.model
+    # Trainer copies the tokenizer's pad token (the separator) into the config; a saved model must not
+    # carry it, or a plain generate() would take every separator for padding and mask it.
+    for config in (model.config, getattr(model, "generation_config", None)):
+        if config is not None:
+            config.pad_token_id = None
     if isinstance(model, PeftModel):
         model.peft_config["default"].base_model_name_or_path = base_model_reference(model_args.base_model)
         if model_args.merge_lora:
@@ -280,7 +285,7 @@ def run_training(
         )
         write_model_card_draft(output_dir)
     if push_to_hub and trainer.is_world_process_zero():
-        publish_run(output_dir, training_args.hub_model_id)
+        publish_run(output_dir, training_args)
     return TrainingOutcome(output_dir=output_dir, metrics=metrics, learning_rate=learning_rate)
 
 
@@ -302,9 +307,15 @@ def write_model_card_draft(output_dir: Path) -> Path | None:
     return write_model_card(output_dir)
 
 
-def publish_run(output_dir: Path, repo_id: str | None) -> None:
+def publish_run(output_dir: Path, training_args: GigaPianoTrainingArguments) -> None:
+    """Upload the finished run as a Hub model repo (`--push_to_hub --hub_model_id NAMESPACE/NAME`)."""
     from ..hub.publish import publish_model
 
-    if not repo_id:
+    if not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id NAMESPACE/gigapiano-<style>.")
-    publish_model(output_dir, repo_id)
+    publish_model(
+        output_dir,
+        training_args.hub_model_id,
+        private=bool(training_args.hub_private_repo),
+        token=training_args.hub_token,
+    )
