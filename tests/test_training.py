@@ -400,3 +400,60 @@ def test_export_for_shipping_halves_weights_and_keeps_records(trained_tiny_run, 
         torch.testing.assert_close(weights[name].float(), tensor, atol=2e-3, rtol=1e-3)
     model = AutoModelForCausalLM.from_pretrained(target, trust_remote_code=True, dtype=torch.float32)
     assert model.config.pad_token_id is None
+
+
+# Smoothed losses of a real LR range test (compact base, romantic style, top 2 blocks, 1e-6 .. 3e-2 in 40
+# geometric steps): flat and noisy for four decades, a shallow descent, then the blow-up.
+ROMANTIC_SWEEP = [
+    1.8821,
+    1.9697,
+    1.9656,
+    1.9844,
+    1.9782,
+    1.9777,
+    1.9753,
+    1.9575,
+    1.9815,
+    1.98,
+    1.9713,
+    1.9808,
+    1.9795,
+    1.9828,
+    1.974,
+    1.9912,
+    1.9941,
+    1.9746,
+    1.9727,
+    1.9748,
+    1.982,
+    1.9708,
+    1.9583,
+    1.9523,
+    1.9595,
+    1.963,
+    1.963,
+    1.9503,
+    1.96,
+    1.9612,
+    1.9587,
+    1.9575,
+    1.9589,
+    1.966,
+    1.959,
+    1.9549,
+    1.9506,
+    1.9558,
+    1.9855,
+    2.0263,
+]
+
+
+def test_valley_ignores_noise_on_a_flat_start():
+    """A contiguous-run rule picked 3.7e-6 here (an early noisy dip) and the fine-tune learned nothing; the
+    valley must sit in the real descent before the blow-up."""
+    from gigapiano.training.lr_finder import find_valley
+
+    rates = [1e-6 * (3e4 ** (i / 39)) for i in range(40)]
+    valley = rates[find_valley(ROMANTIC_SWEEP)]
+    assert 1e-4 < valley < 1e-2, valley
+    assert find_valley([3.0, 2.0, 1.0]) == 1 and find_valley([1.0]) == 0

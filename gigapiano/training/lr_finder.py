@@ -2,8 +2,8 @@
 
 The test trains a few dozen steps while the learning rate grows geometrically from `min_lr` to `max_lr`,
 records the smoothed loss, then restores the weights it started from. The valley is taken two thirds
-of the way down the longest stretch over which the smoothed loss keeps falling: late enough to learn
-fast, early enough to stay clear of the blow-up at the end of the sweep.
+of the way along the longest chain of ever lower losses: late enough to learn fast, early enough to stay
+clear of the blow-up at the end of the sweep.
 """
 
 from __future__ import annotations
@@ -38,23 +38,30 @@ class LRFindResult:
         return plot_lr_find(self, output_dir / "lr_find.png")
 
 
-def find_valley(losses: list[float], tolerance: float = 1e-3) -> int:
-    """Index two thirds along the longest run over which `losses` keeps falling.
+def find_valley(losses: list[float]) -> int:
+    """Index two thirds along the longest decreasing subsequence of the smoothed losses.
+
+    A subsequence (not a contiguous run) tolerates the batch-to-batch noise that dominates the flat start
+    of a sweep on an already-trained model: the longest chain of ever lower losses starts where the loss
+    first responds and ends at its minimum, whatever wiggles lie between.
 
     Args:
         losses: smoothed losses in sweep order.
-        tolerance: rises smaller than this fraction of the loss range do not break a run (noise).
     """
-    if len(losses) < 3:
+    count = len(losses)
+    if count < 3:
         return 0
-    slack = tolerance * (max(losses) - min(losses))
-    best_start, best_end, start = 0, 0, 0
-    for index in range(1, len(losses)):
-        if losses[index] > losses[index - 1] + slack:
-            start = index
-        elif index - start > best_end - best_start:
-            best_start, best_end = start, index
-    return best_start + (2 * (best_end - best_start)) // 3
+    chain = [1] * count  # length of the longest decreasing chain ending at each point
+    previous = [-1] * count
+    for index in range(count):
+        for earlier in range(index):
+            if losses[earlier] > losses[index] and chain[earlier] + 1 > chain[index]:
+                chain[index], previous[index] = chain[earlier] + 1, earlier
+    end = max(range(count), key=lambda i: (chain[i], -i))
+    start = end
+    while previous[start] != -1:
+        start = previous[start]
+    return start + (2 * (end - start)) // 3
 
 
 def lr_range_test(
