@@ -16,16 +16,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from transformers import HfArgumentParser
 from transformers.utils import logging as hf_logging
 
-
-class OneLineErrorParser(HfArgumentParser):
-    """argparse prints usage plus the error; the project's CLIs print one `error:` line instead."""
-
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
+from gigapiano.cli import OneLineErrorParser, report_failure
 
 
 def setup_logging(level: str) -> None:
@@ -53,15 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from gigapiano.generation.runner import run_generation
 
         paths = run_generation(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line; --log_level debug shows why
-        logging.getLogger("generate").debug("failure", exc_info=True)
-        message = " ".join(str(error).split()) or type(error).__name__
-        known = isinstance(error, (ValueError, OSError, RuntimeError, ImportError))
-        print(f"error: {message}" if known else f"error: {type(error).__name__}: {message}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure becomes one line
+        return report_failure(error, "generate")
     for path in paths:
         print(path)
     return 0

@@ -22,15 +22,7 @@ import argparse
 import logging
 import sys
 
-from transformers import HfArgumentParser
-
-
-class OneLineErrorParser(HfArgumentParser):
-    """argparse prints usage plus the error; the project's CLIs print one `error:` line instead."""
-
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
+from gigapiano.cli import OneLineErrorParser, report_failure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,15 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             level=getattr(logging, args.log_level.upper(), logging.INFO),
         )
         lines = run_command(command, args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - every failure becomes one line; --log_level debug shows why
-        logging.getLogger("publish").debug("failure", exc_info=True)
-        message = " ".join(str(error).split()) or type(error).__name__
-        known = isinstance(error, (ValueError, OSError, ImportError))
-        print(f"error: {message}" if known else f"error: {type(error).__name__}: {message}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure becomes one line
+        return report_failure(error, "publish")
     for line in lines:
         print(line)
     return 0

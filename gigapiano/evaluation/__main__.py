@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..cli import EXPECTED_ERRORS, OneLineErrorParser, report_failure
 from .arguments import GigaPianoEvaluationArguments
 
 logger = logging.getLogger("gigapiano.evaluation")
@@ -24,10 +25,8 @@ EPILOG = """examples:
 
 
 def parse_args(argv: list[str] | None) -> GigaPianoEvaluationArguments:
-    """Parses the flags (argparse exits with status 2 on unknown flags)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(
+    """Parses the flags (a bad flag exits with status 2 and one `error:` line)."""
+    parser = OneLineErrorParser(
         GigaPianoEvaluationArguments,
         prog="python -m gigapiano.evaluation",
         description="Evaluate the GIGA-Piano base and style models: validation loss per style, style-hit "
@@ -98,13 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         results = run_evaluation(args, command)
         paths = write_outputs(results, args.output)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, RuntimeError, ImportError) as error:
-        logger.debug("failure", exc_info=True)
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+    except (*EXPECTED_ERRORS, KeyboardInterrupt) as error:
+        return report_failure(error, __name__)
     for path in paths:
         print(path)
     return 0

@@ -17,6 +17,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..cli import OneLineErrorParser
 from ..data import GigaPianoDataArguments
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +213,9 @@ def _config_flag(argv: list[str]) -> str | None:
 
 
 def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = OneLineErrorParser(
+        ARGUMENT_CLASSES, description="Fine-tune GIGA-Piano (or train it from scratch)."
+    )
     parser.add_argument(
         "--config",
         default=str(DEFAULT_CONFIG),
