@@ -424,3 +424,30 @@ def test_preallocated_cache_matches_dynamic_cache(model):
     with pytest.raises(ValueError, match="cannot hold"):
         with torch.no_grad():
             model(ids[:, :30], cache=preallocated_cache(model.config.num_hidden_layers, 16))
+
+
+def test_typical_step_width_is_four_when_inpainting_and_one_when_free():
+    plan = NotePlan([NoteSpec(dt=4, dur=2)] * 5)
+    assert TokenSchedule.build([SEP_ID, 1, 1, 60], 5, plan).typical_step_width() == 4
+    assert TokenSchedule.build([SEP_ID, 1, 1, 60], 5, None).typical_step_width() == 1
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="this torch build has no MKL")
+def test_packed_linears_match_plain_linears_and_are_restored(model):
+    from gigapiano.generation.cpu_linear import packed_linears
+
+    ids = torch.tensor([join_notes(random_notes(random.Random(4), 10))])
+    with torch.no_grad():
+        windows = (ids[:, :24], ids[:, 20:24])
+        plain = [model(window, use_cache=False).logits for window in windows]
+        with packed_linears(model, 4) as active:
+            assert active and "forward" in model.model.layers[0].mlp.fc_in.__dict__
+            packed = [model(window, use_cache=False).logits for window in windows]
+    torch.testing.assert_close(packed[0], plain[0], rtol=0, atol=0)  # other row counts: the plain kernel
+    torch.testing.assert_close(packed[1], plain[1], rtol=1e-4, atol=1e-4)
+    assert all("forward" not in m.__dict__ for m in model.modules() if isinstance(m, torch.nn.Linear))
+    with packed_linears(model, 3) as active:  # no faster kernel for 3 rows: nothing packed
+        assert not active
+    half = GigaPianoForCausalLM(GigaPianoConfig.from_preset("tiny")).to(torch.bfloat16)
+    with packed_linears(half, 4) as active:  # only fp32 is packed
+        assert not active

@@ -10,12 +10,14 @@ for every token instead.
 
 When the window would pass `max_position_embeddings`, the sampler keeps its most recent `keep_fraction`
 (cut so that it starts on a separator), encodes that window once into a fresh cache and carries on. The
-cache is preallocated for the window (see `cache.py`), so steps do not copy it.
+cache is preallocated for the window (see `cache.py`), so steps do not copy it, and on the CPU the linear
+layers use weights packed for the usual step width (see `cpu_linear.py`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from .cache import preallocated_cache
+from .cpu_linear import packed_linears
 from .grammar import SEP_ID, next_phase, tokens_to_finish
 from .processors import NotePlan, NoteStructureLogitsProcessor
 
@@ -84,6 +87,19 @@ class TokenSchedule:
     def __len__(self) -> int:
         return len(self.phases)
 
+    def typical_step_width(self) -> int:
+        """Most common number of new tokens per cached forward: the last sampled token plus the known
+        tokens appended after it (4 when inpainting: pitch, separator, dt, duration)."""
+        widths: Counter[int] = Counter()
+        forced_run = 0
+        for value in self.forced:
+            if value is None:
+                widths[1 + forced_run] += 1
+                forced_run = 0
+            else:
+                forced_run += 1
+        return widths.most_common(1)[0][0] if widths else 1
+
 
 def window_start(ids: list[int], keep: int) -> int:
     """Start of the most recent `keep` tokens of `ids`, moved forward to the first separator (so the
@@ -132,8 +148,8 @@ def sample_notes(
     sequence = torch.tensor([context] * batch_size, dtype=torch.long, device=device)
     first_new, start, cache, windows, done = len(context), 0, None, 0, 0
     elapsed = torch.zeros(batch_size, dtype=torch.long, device=device)  # dt steps generated so far
-    bar = tqdm(total=num_notes, unit="note", desc="generating", disable=not show_progress, leave=False)
-    try:
+    progress = tqdm(total=num_notes, unit="note", desc="generating", disable=not show_progress, leave=False)
+    with packed_linears(model, batch_size * schedule.typical_step_width()), progress as bar:
         while done < len(schedule):
             # 1. known tokens: appended now, encoded together with the next sampled token
             forced = []
@@ -189,8 +205,6 @@ def sample_notes(
             if time_limit_steps is not None and schedule.phases[done - 1] == 2:
                 if bool((elapsed >= time_limit_steps).all()):
                     break
-    finally:
-        bar.close()
     logger.debug("sampled %d tokens in %d window(s)", sequence.shape[1] - first_new, windows)
     return sequence[:, first_new:].cpu(), windows
 

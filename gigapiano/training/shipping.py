@@ -11,7 +11,8 @@ where it stopped):
    LoRA merged into the weights (`style_compact_lora.yaml`);
 3. per style, the fine-tune with the lower validation loss on the style's held-out pieces is shipped;
 4. every shipped model is exported in fp16 (small enough to commit) with its tokenizer, model card and
-   training records, and `models/selection.json` records the comparison.
+   training records, `models/selection.json` records the comparison and `models/README.md` sums up
+   every run (method, learning rate, steps, wall time, validation metrics) from the runs' own records.
 """
 
 from __future__ import annotations
@@ -98,6 +99,43 @@ def validation_loss(run_dir: Path) -> float:
     return float(json.loads((run_dir / "all_results.json").read_text())["eval_loss"])
 
 
+def _run_row(name: str, run_dir: Path, shipped: bool) -> str:
+    info = json.loads((run_dir / "run_info.json").read_text())
+    results = json.loads((run_dir / "all_results.json").read_text())
+    return (
+        f"| {name} | {info.get('training_method', '?')} | {info['learning_rate']:.3g} | "
+        f"{info['global_step']} | {info['wall_seconds']:.0f} | {results['eval_loss']:.4f} | "
+        f"{results['eval_accuracy']:.3f} | {results['eval_perplexity']:.2f} | {'yes' if shipped else ''} |"
+    )
+
+
+def write_summary(selection: dict, runs_dir: Path, models_dir: Path) -> Path:
+    """`models/README.md`: one table row per training run, read from the runs' records, never typed."""
+    rows = [_run_row("gigapiano-base", runs_dir / "gigapiano-base", True)]
+    for style, record in selection.items():
+        for method in METHODS:
+            run_dir = runs_dir / f"style-{method}-{style}"
+            rows.append(_run_row(f"{style} ({method})", run_dir, record["shipped"] == method))
+    base_info = json.loads((runs_dir / "gigapiano-base" / "run_info.json").read_text())
+    lines = [
+        "# Shipped models",
+        "",
+        "Made by `python -m gigapiano.training.shipping --maestro_dir <MAESTRO v3 folder>` on "
+        f"{base_info.get('hardware', 'unknown hardware')}. Validation metrics are each run's own held-out "
+        "pieces (the base: all three styles; a style run: that style), all tokens counted. Per style, the "
+        "fine-tune with the lower validation loss is shipped as `gigapiano-<style>` (fp16).",
+        "",
+        "| run | training | learning rate | steps | wall s | val loss | val accuracy | val perplexity "
+        "| shipped |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+    ]
+    path = models_dir / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
 def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[str, ...] = STYLES) -> dict:
     """Run the whole recipe; returns the selection record written to `models/selection.json`."""
     base_run = run_train(BASE_CONFIG, runs_dir / "gigapiano-base", maestro_dir)
@@ -122,6 +160,7 @@ def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[s
         selection[style] = {"validation_loss": losses, "shipped": chosen, "run": str(candidates[chosen])}
         logger.info("%s: validation loss %s -> shipping %s", style, losses, chosen)
     (models_dir / "selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    write_summary(selection, runs_dir, models_dir)
     return selection
 
 
