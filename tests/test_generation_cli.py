@@ -60,17 +60,14 @@ def subprocess_env() -> dict[str, str]:
 
 
 def synth_reason() -> str | None:
-    from gigapiano.generation.audio import AudioUnavailableError, find_soundfont
+    """None when WAV rendering can work here, else the library's reason why not."""
+    from gigapiano.generation.audio import AudioUnavailableError, check_synthesizer, find_soundfont
 
     try:
         find_soundfont()
+        check_synthesizer()
     except AudioUnavailableError as error:
         return str(error)
-    try:
-        import fluidsynth  # noqa: F401
-    except (ImportError, OSError):
-        if shutil.which("fluidsynth") is None:
-            return "neither pyfluidsynth nor the fluidsynth program is installed"
     return None
 
 

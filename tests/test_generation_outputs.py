@@ -12,7 +12,7 @@ import torch
 
 from gigapiano.generation import audio as audio_module
 from gigapiano.generation import generate_continuation
-from gigapiano.generation.audio import AudioUnavailableError, find_soundfont, render_wav
+from gigapiano.generation.audio import AudioUnavailableError, check_synthesizer, find_soundfont, render_wav
 from gigapiano.generation.outputs import (
     check_writable,
     marker_text,
@@ -48,13 +48,9 @@ def synth_available() -> str | None:
     """None when WAV rendering can work here, else the reason it cannot."""
     try:
         find_soundfont()
+        check_synthesizer()
     except AudioUnavailableError as error:
         return str(error)
-    try:
-        import fluidsynth  # noqa: F401
-    except (ImportError, OSError):
-        if shutil.which("fluidsynth") is None:
-            return "neither pyfluidsynth nor the fluidsynth program is installed"
     return None
 
 
