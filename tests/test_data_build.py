@@ -15,6 +15,7 @@ import pytest
 
 from gigapiano.data import (
     GigaPianoDataArguments,
+    GigaPianoStyle,
     MissingMidiFilesError,
     NoPiecesError,
     RandomTranspose,
@@ -110,36 +111,86 @@ def composition_key_of(row):
     return composition_key(MaestroPiece(row["composer"], row["title"], "", 0, row["midi_filename"], 0.0))
 
 
+#: MIDI reads of a first build of the fake catalogue's 6 Bach pieces: the selection, then the whole
+#: catalogue (13 files, conftest's FAKE_MAESTRO_ROWS) that composition groups are found in (its own table).
+FIRST_BUILD_READS = 6 + 13
+
+
 def test_tokenisation_is_cached_and_the_split_seed_does_not_retokenise(
     fake_maestro_root, tmp_path, tokenizer
 ):
-    first = _build(fake_maestro_root, tmp_path, tokenizer, seed=1)
-    assert len(tokenizer.reads) == 6
+    first = _build(fake_maestro_root, tmp_path, tokenizer, seed=1, split_by="piece")
+    assert len(tokenizer.reads) == FIRST_BUILD_READS
     assert list((tmp_path / "tokenized").glob("pieces-*.arrow"))
-    again = _build(fake_maestro_root, tmp_path, tokenizer, seed=1)
-    assert len(tokenizer.reads) == 6, "second run must load the cache, not re-read MIDI files"
+    again = _build(fake_maestro_root, tmp_path, tokenizer, seed=1, split_by="piece")
+    assert len(tokenizer.reads) == FIRST_BUILD_READS, "second run must load the cache, not re-read MIDI files"
     assert _files(again) == _files(first)
     assert again["train"]["input_ids"] == first["train"]["input_ids"]
-    reseeded = _build(fake_maestro_root, tmp_path, tokenizer, seed=2, validation_fraction=0.3)
-    assert len(tokenizer.reads) == 6
+    reseeded = _build(
+        fake_maestro_root, tmp_path, tokenizer, seed=3, validation_fraction=0.3, split_by="piece"
+    )
+    assert len(tokenizer.reads) == FIRST_BUILD_READS
     assert _files(reseeded) != _files(first)
+
+
+def test_without_composition_groups_only_the_selection_is_tokenised(fake_maestro_root, tmp_path, tokenizer):
+    _build(fake_maestro_root, tmp_path, tokenizer, group_by_composition=False)
+    assert len(tokenizer.reads) == 6
 
 
 def test_changed_midi_file_invalidates_the_cache(make_fake_maestro, tmp_path, tokenizer):
     root = make_fake_maestro()
     _build(root, tmp_path / "cache", tokenizer)
-    assert len(tokenizer.reads) == 6
+    assert len(tokenizer.reads) == FIRST_BUILD_READS
     some_file = sorted(root.glob("2004/*.midi"))[0]  # Bach's prelude (row 0)
     os.utime(some_file, ns=(some_file.stat().st_atime_ns, some_file.stat().st_mtime_ns + 10**9))
     _build(root, tmp_path / "cache", tokenizer)
-    assert len(tokenizer.reads) == 12
+    assert len(tokenizer.reads) == 2 * FIRST_BUILD_READS  # the file is in both tables
 
 
 def test_split_by_maestro_uses_the_csv_column(fake_maestro_root, tmp_path, tokenizer):
-    data = _build(fake_maestro_root, tmp_path, tokenizer, split_by="maestro")
+    data = _build(fake_maestro_root, tmp_path, tokenizer, split_by="maestro", group_by_composition=False)
     for split, ds in data.items():
         assert set(ds["maestro_split"]) == {split}
     assert sum(len(ds) for ds in data.values()) == 6
+
+
+def test_split_by_maestro_moves_a_composition_maestro_spread_over_two_splits(
+    fake_maestro_root, tmp_path, tokenizer
+):
+    # "Partita No. 2 in C Minor, BWV 826" is in MAESTRO's train and validation: a tie goes to validation.
+    data = _build(fake_maestro_root, tmp_path, tokenizer, split_by="maestro")
+    partita = {split: sum("BWV 826" in t for t in ds["title"]) for split, ds in data.items()}
+    assert partita == {"train": 0, "validation": 2, "test": 0}
+    for split, ds in data.items():
+        others = [s for s, t in zip(ds["maestro_split"], ds["title"], strict=True) if "BWV 826" not in t]
+        assert set(others) <= {split}
+    assert sum(len(ds) for ds in data.values()) == 6
+
+
+def test_split_by_auto_is_maestro_for_all_pieces_and_piece_for_the_thesis(
+    make_fake_maestro, tmp_path, tokenizer
+):
+    # An ad-hoc composer style selects all its pieces: MAESTRO's split (made composition-safe), any seed.
+    by_seed = [_files(_build(make_fake_maestro(), tmp_path, tokenizer, seed=seed)) for seed in (1, 3)]
+    maestro = _files(_build(make_fake_maestro(), tmp_path, tokenizer, split_by="maestro"))
+    assert by_seed[0] == by_seed[1] == maestro
+    # The thesis selection is split by piece with the seed (its 50 pieces sit unevenly in MAESTRO's split).
+    rows = [
+        ("Johann Sebastian Bach", f"Invention No. {i}, BWV {771 + i}", "train", 2004, 20) for i in range(10)
+    ]
+    root = make_fake_maestro(rows=rows)
+    thesis = GigaPianoStyle(
+        name="inventions",
+        display_name="Inventions",
+        composers=("Johann Sebastian Bach",),
+        pieces="thesis",
+        thesis_pieces=tuple(f"2004/MIDI-Fake_{i:03d}_R1_2004_wav--{i % 7 + 1}.midi" for i in range(10)),
+    )
+    data = build_style_dataset(
+        thesis, maestro_dir=root, cache_dir=tmp_path, tokenizer=tokenizer, validation_fraction=0.2
+    )
+    assert {split: len(ds) for split, ds in data.items()} == {"train": 7, "validation": 2, "test": 1}
 
 
 def test_unreadable_midi_is_named_or_skipped(make_fake_maestro, tmp_path, tokenizer, caplog):
@@ -332,7 +383,10 @@ def test_real_tokenizer_styles_from_the_shared_subset(shared_dir, tmp_path, real
     assert sorted(files["train"] + files["validation"] + files["test"]) == sorted(manifest[style_name])
     assert not set(files["train"]) & (set(files["validation"]) | set(files["test"]))
     assert not set(files["validation"]) & set(files["test"])
-    assert (len(files["train"]), len(files["validation"]), len(files["test"])) in {(40, 5, 5), (39, 5, 6)}
+    # Whole composition groups are dealt: Rachmaninoff's 50 form 14 groups (Moments Musicaux Op. 16, 9
+    # performances with the complete set, lands in validation), so his validation split is larger.
+    sizes = {"rachmaninoff": {(36, 9, 5)}}.get(style_name, {(40, 5, 5), (39, 5, 6)})
+    assert (len(files["train"]), len(files["validation"]), len(files["test"])) in sizes
     again = build_style_dataset(style_name, maestro_dir=root, cache_dir=tmp_path, tokenizer=real_tokenizer)
     assert _files(again) == files
     # Windows start on the separator and have the requested length; the upstream filter keeps what it kept.

@@ -37,7 +37,7 @@ from .maestro import (
 )
 from .pipeline import GigaPianoTrainingData, prepare_training_data
 from .provenance import load_pieces_json, save_pieces_json
-from .splits import split_pieces
+from .splits import resolve_split_by, split_pieces
 from .styles import GigaPianoStyle, UnknownStyleError, available_styles, load_style
 from .windows import WINDOW_FEATURES, make_windows, window_dataset
 
@@ -73,6 +73,7 @@ __all__ = [
     "prepare_training_data",
     "read_maestro_csv",
     "resolve_maestro_root",
+    "resolve_split_by",
     "resolve_style",
     "save_pieces_json",
     "select_pieces",

@@ -17,7 +17,8 @@ logger = logging.getLogger("gigapiano.data")
 
 EPILOG = """examples:
   python -m gigapiano.data --style baroque --maestro_dir ../shared/maestro-subset/maestro-v3.0.0
-  python -m gigapiano.data --style romantic --split_by maestro --output_dir runs/data-romantic
+  python -m gigapiano.data --style romantic --split_by piece --output_dir runs/data-romantic
+  python -m gigapiano.data --style maestro --pieces all --num_proc 2      # every composer (the base model)
   python -m gigapiano.data --composer "Franz Liszt" --num_proc 4          # downloads MAESTRO once
   python -m gigapiano.data --list_styles
 """
@@ -56,8 +57,10 @@ def _parse(argv: list[str] | None) -> tuple[GigaPianoDataArguments, DataCliArgum
         (GigaPianoDataArguments, DataCliArguments),
         prog="python -m gigapiano.data",
         description="Build a GIGA-Piano style from MAESTRO v3.0.0 as a datasets.DatasetDict: select the "
-        "style's pieces, tokenise them (cached), split them by piece into train/validation/test, and cut "
-        "fixed-length training windows.",
+        "style's pieces, tokenise them (cached), split them into train/validation/test with every "
+        "composition (found over the whole catalogue by catalogue number, enharmonic title and shared pitch "
+        "runs) in one split (by default MAESTRO's split for --pieces all, a seeded split for the thesis "
+        "selection), and cut fixed-length training windows.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -52,11 +52,13 @@ class GigaPianoDataArguments:
             "or $HF_HOME/gigapiano."
         },
     )
-    split_by: Literal["piece", "maestro"] = dataclasses.field(
-        default="piece",
+    split_by: Literal["auto", "piece", "maestro"] = dataclasses.field(
+        default="auto",
         metadata={
-            "help": "'piece': seeded split by composition (no piece in two splits); 'maestro': MAESTRO's "
-            "own split column (fractions and seed ignored). Default: piece."
+            "help": "'piece': seeded split by composition (no composition in two splits); 'maestro': "
+            "MAESTRO's own split column, with any composition MAESTRO spread over two splits moved whole "
+            "(fractions and seed ignored); 'auto': 'maestro' for --pieces all, 'piece' for the thesis "
+            "selection. Default: auto."
         },
     )
     validation_fraction: float = dataclasses.field(
@@ -76,8 +78,9 @@ class GigaPianoDataArguments:
     group_by_composition: bool = dataclasses.field(
         default=True,
         metadata={
-            "help": "Keep all performances of one composition (same composer and title) in the same split. "
-            "Default: true."
+            "help": "Keep all performances of one composition in the same split; compositions are found over "
+            "the whole catalogue by catalogue number (BWV, Op./No., K., D., S.), enharmonic title and shared "
+            "runs of 16 identical pitches. Default: true."
         },
     )
     skip_missing: bool = dataclasses.field(
@@ -139,7 +142,7 @@ class GigaPianoDataArguments:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"--{name}={value} must be in [0, 1), e.g. 0.1.")
-        if self.split_by == "piece" and self.validation_fraction + self.test_fraction >= 1.0:
+        if self.split_by != "maestro" and self.validation_fraction + self.test_fraction >= 1.0:
             raise ValueError(
                 f"--validation_fraction {self.validation_fraction} + --test_fraction {self.test_fraction} "
                 "leaves no training pieces; make their sum smaller than 1."

@@ -21,6 +21,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Features, List, Value
 from datasets.fingerprint import Hasher
 
+from .compositions import composition_groups
 from .download import default_cache_dir, resolve_maestro_root
 from .maestro import (
     MAESTRO_SPLITS,
@@ -31,7 +32,7 @@ from .maestro import (
     read_maestro_csv,
     select_pieces,
 )
-from .splits import SplitBy, split_pieces
+from .splits import SplitBy, resolve_split_by, split_pieces
 from .styles import GigaPianoStyle, PieceSelection, load_style
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,54 @@ def tokenize_pieces(
     return tokenized.remove_columns(_ERROR_COLUMN)
 
 
+#: Composition groups already found in this process (building several styles finds them once).
+_GROUPS_MEMO: dict[str, dict[str, int]] = {}
+
+
+def catalogue_groups(
+    catalogue: Sequence[MaestroPiece],
+    maestro_root: str | os.PathLike,
+    *,
+    tokenizer: Any | None = None,
+    timing: str = "upstream",
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    num_proc: int | None = None,
+) -> dict[str, int]:
+    """Composition groups over the whole catalogue (every performance on disk), titles and notes both.
+
+    The groups depend only on the catalogue, never on the style being built, so every style's split and
+    the all-composer base's split keep each composition on the same side. The catalogue's tokenisation is
+    cached like a style's (pass the same ``num_proc`` to hit the cache), and the groups are kept in memory
+    for further builds in the same process.
+    """
+    root = Path(maestro_root)
+    present = [piece for piece in catalogue if (root / piece.midi_filename).is_file()]
+    table = None
+    if present:
+        table = tokenize_pieces(
+            present,
+            root,
+            tokenizer=tokenizer,
+            timing=timing,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            num_proc=num_proc,
+            on_missing="skip",
+        )
+    # The table's fingerprint covers the files, the tokenizer and the timing; the rows cover the titles.
+    key = Hasher.hash([[piece.to_row() for piece in catalogue], table._fingerprint if table else None])
+    if key not in _GROUPS_MEMO:
+        token_ids: dict[str, Sequence[int]] = {}
+        if table is not None:
+            ids = table.with_format("numpy")["input_ids"]  # arrays: no conversion to Python ints
+            token_ids = dict(zip(table["midi_filename"], ids, strict=True))
+        if len(_GROUPS_MEMO) >= 4:
+            _GROUPS_MEMO.pop(next(iter(_GROUPS_MEMO)))
+        _GROUPS_MEMO[key] = composition_groups(catalogue, token_ids)
+    return dict(_GROUPS_MEMO[key])
+
+
 def resolve_style(
     style: str | os.PathLike | GigaPianoStyle | None = "baroque",
     *,
@@ -246,7 +295,7 @@ def build_style_dataset(
     maestro_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     allow_download: bool = True,
-    split_by: SplitBy = "piece",
+    split_by: SplitBy = "auto",
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
@@ -267,11 +316,15 @@ def build_style_dataset(
         maestro_dir: Extracted MAESTRO folder; when ``None`` MAESTRO is downloaded into the cache once.
         cache_dir: Cache root for the download and the tokenised tables (default ``$HF_HOME/gigapiano``).
         allow_download: Permit downloading MAESTRO when ``maestro_dir`` is ``None`` and nothing is cached.
-        split_by: ``"piece"`` (seeded split by composition) or ``"maestro"`` (MAESTRO's split column).
+        split_by: ``"piece"`` (seeded split by composition), ``"maestro"`` (MAESTRO's split column, made
+            composition-safe) or ``"auto"``: MAESTRO's split for ``pieces: all`` selections, the seeded
+            split for the thesis selection (whose 50 pieces MAESTRO's split would spread unevenly).
         validation_fraction: Share of performances for validation (``split_by="piece"``).
         test_fraction: Share of performances for test (``split_by="piece"``).
         seed: Split seed.
-        group_by_composition: Keep all performances of a composition in one split.
+        group_by_composition: Keep all performances of a composition in one split; compositions are found
+            over the whole catalogue (see :mod:`gigapiano.data.compositions`), so splits of different
+            styles and of an all-composer base agree.
         on_missing: Missing or unreadable MIDI files: ``"error"`` (default) or ``"skip"`` with a warning.
         timing: Tokenizer timing mode.
         tokenizer: Tokenizer object; defaults to ``GigaPianoTokenizer()``.
@@ -285,7 +338,8 @@ def build_style_dataset(
     """
     resolved = resolve_style(style, composers=composers, pieces=pieces, styles_dir=styles_dir)
     root = resolve_maestro_root(maestro_dir, cache_dir=cache_dir, allow_download=allow_download)
-    selected = select_pieces(read_maestro_csv(root), resolved)
+    catalogue = read_maestro_csv(root)
+    selected = select_pieces(catalogue, resolved)
     selected = check_midi_files(root, selected, on_missing)
     logger.info(
         "Style %r (%s): %d pieces selected from %s.", resolved.name, resolved.pieces, len(selected), root
@@ -302,6 +356,18 @@ def build_style_dataset(
     )
     index = {name: i for i, name in enumerate(tokenized["midi_filename"])}
     kept = [piece for piece in selected if piece.midi_filename in index]
+    split_by = resolve_split_by(split_by, resolved.pieces)
+    groups = None
+    if group_by_composition:
+        groups = catalogue_groups(
+            catalogue,
+            root,
+            tokenizer=tokenizer,
+            timing=timing,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            num_proc=num_proc,
+        )
     assignment = split_pieces(
         kept,
         validation_fraction=validation_fraction,
@@ -309,6 +375,8 @@ def build_style_dataset(
         seed=seed,
         split_by=split_by,
         group_by_composition=group_by_composition,
+        groups=groups,
+        catalogue=catalogue,
     )
     result = DatasetDict(
         {

@@ -35,6 +35,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 OnMissing = Literal["error", "skip"]
 
+#: A style's `composers` entry that selects every performance of the catalogue.
+ALL_COMPOSERS = "*"
+
 
 class NoPiecesError(ValueError):
     """Raised when a selection is empty: an unknown composer, or nothing left after filtering."""
@@ -163,7 +166,8 @@ def _credited_composers(composer: str) -> list[str]:
 def select_pieces(catalogue: Iterable[MaestroPiece], style: GigaPianoStyle) -> list[MaestroPiece]:
     """Picks the style's performances from the catalogue.
 
-    ``pieces="thesis"`` returns exactly ``style.thesis_pieces``; ``pieces="all"`` returns every row whose
+    ``pieces="thesis"`` returns exactly ``style.thesis_pieces``; ``pieces="all"`` returns every row (for
+    the composer ``"*"``) or every row whose
     composer equals one of ``style.composers`` (ignoring case and accents; with ``include_arrangements``
     also rows where it is one of the ``/``-separated credits).
 
@@ -201,7 +205,9 @@ def select_pieces(catalogue: Iterable[MaestroPiece], style: GigaPianoStyle) -> l
             )
     else:
         selected = []
-        for composer in style.composers:
+        if ALL_COMPOSERS in style.composers:  # the all-composer style of the base model
+            selected = list(catalogue)
+        for composer in (c for c in style.composers if c != ALL_COMPOSERS):
             key = normalize_name(composer)
             if style.include_arrangements:
                 matches = [p for p in catalogue if key in _credited_composers(p.composer)]

@@ -109,7 +109,11 @@ class DatasetPublishArguments(UploadArguments):
         metadata={"help": "Override every style's selection: thesis or all. Default: each style's own."},
     )
     split_by: str = field(
-        default="piece", metadata={"help": "piece (seeded, by composition) or maestro. Default: piece."}
+        default="auto",
+        metadata={
+            "help": "piece (seeded, by composition), maestro (MAESTRO's split, each composition moved whole "
+            "into one split) or auto (maestro for an 'all' selection, piece for the thesis). Default: auto."
+        },
     )
     validation_fraction: float = field(
         default=0.1, metadata={"help": "Share of performances for validation, in [0, 1). Default: 0.1."}

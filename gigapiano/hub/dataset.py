@@ -18,7 +18,7 @@ import json
 import logging
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ class DatasetBuildSettings:
         maestro_dir: extracted MAESTRO v3.0.0 folder; None downloads it once into the cache.
         cache_dir: cache of the download and the tokenised tables.
         pieces: override every style's selection (`thesis` or `all`); None keeps each style's default.
-        split_by: `piece` (seeded, by composition) or `maestro` (MAESTRO's own split column).
+        split_by: `piece` (seeded, by composition), `maestro` (MAESTRO's own split column, each composition
+            moved whole into one split) or `auto` (`maestro` for an `all` selection, `piece` for the thesis).
         validation_fraction / test_fraction: shares of performances per split (`split_by="piece"`).
         split_seed: seed of the split.
         timing: tokenizer timing mode (`upstream` or `tempo_map`).
@@ -55,7 +56,7 @@ class DatasetBuildSettings:
     maestro_dir: str | None = None
     cache_dir: str | None = None
     pieces: str | None = None
-    split_by: str = "piece"
+    split_by: str = "auto"
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 42
@@ -142,7 +143,7 @@ def assemble_dataset_repo(
             or missing MAESTRO files.
         FileExistsError: `output_dir` is not empty and `overwrite` is False.
     """
-    from gigapiano.data import build_style_dataset, resolve_style
+    from gigapiano.data import build_style_dataset, resolve_split_by, resolve_style
 
     check_repo_id(repo_id)
     settings = settings or DatasetBuildSettings()
@@ -188,7 +189,12 @@ def assemble_dataset_repo(
         (output_dir / "styles" / f"{style.name}.yaml").write_text(
             yaml.safe_dump(style.to_dict(), sort_keys=False, allow_unicode=True)
         )
+    split_modes = {style.name: resolve_split_by(settings.split_by, style.pieces) for style in resolved}
     info = _build_info(settings, counts, tokens)
+    info["split_by"] = split_modes  # what `auto` meant for each style
+    # The card names the split actually made; styles split in different ways keep the setting's name.
+    modes = set(split_modes.values())
+    card_split_by = modes.pop() if len(modes) == 1 else settings.split_by
     (output_dir / "build_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
     total = sum(sum(split.values()) for split in counts.values())
@@ -209,7 +215,7 @@ def assemble_dataset_repo(
         ],
         "first_style": names[0],
         "model_repo": model_namespace_repo or f"{namespace}/gigapiano-{names[0]}",
-        "settings": settings,
+        "settings": replace(settings, split_by=card_split_by),
         "total_rows": total,
     }
     card = DatasetCard.from_template(

@@ -112,6 +112,20 @@ def _dataset_config(styles: list[dict[str, Any]]) -> str | None:
     return name if name and (STYLES_DIR / f"{name}.yaml").is_file() else None
 
 
+def _split_mode(data_args: dict[str, Any], styles: list[dict[str, Any]]) -> str:
+    """The split the run made: `auto` (the default since composition grouping) resolved by its selection.
+
+    Runs recorded before `split_by` existed split by piece.
+    """
+    from gigapiano.data import resolve_split_by
+
+    split_by = data_args.get("split_by", "piece")
+    if split_by != "auto":
+        return split_by
+    selection = data_args.get("pieces") or (styles[0].get("pieces") if styles else None) or "all"
+    return resolve_split_by(split_by, selection)
+
+
 def card_values(
     run_dir: Path,
     repo_id: str | None = None,
@@ -181,7 +195,7 @@ def card_values(
         "piece_counts": {split: len(names) for split, names in pieces.items()},
         "train_pieces": len(pieces.get("train", [])),
         "split": {
-            "split_by": data_args.get("split_by", "piece"),
+            "split_by": _split_mode(data_args, styles),
             "validation_fraction": data_args.get("validation_fraction"),
             "test_fraction": data_args.get("test_fraction"),
             "split_seed": data_args.get("split_seed"),
