@@ -4,9 +4,10 @@
     python app.py --models_dir runs/published --port 7861
     python app.py --models baroque=my-user/gigapiano-baroque,romantic=my-user/gigapiano-romantic
 
-Upload a MIDI file (or pick an example), choose style, mode, temperature, length and seed, and press
-Generate: the page shows the piano roll, plays the audio (when FluidSynth and a SoundFont are installed)
-and offers the MIDI file. Requests are queued and show their progress. Which models: `--models`
+Upload a MIDI file (or pick an example), choose style, mode, temperature, length, seed and (under "More
+settings") the pitch range, and press Generate: the page shows the piano roll, plays the audio (when
+FluidSynth and a SoundFont are installed) and offers the MIDI file. Requests are queued and show their
+progress. Which models: `--models`
 (or `$GIGAPIANO_MODELS`), else `--models_dir` (or `$GIGAPIANO_MODELS_DIR`), else `demo_models.json` next to
 this file (what `publish.py space` writes into a Space), else the project's `models/`. On Hugging Face
 Spaces this file is the app (`app_file: app.py`); the logic lives in `gigapiano.hub.demo`.
@@ -29,6 +30,7 @@ from gigapiano.hub.demo import (  # noqa: E402 - after the environment default a
     DEMO_MODES,
     MAX_NEW_NOTES,
     MAX_UPLOAD_BYTES,
+    PIANO_PITCH_RANGE,
     DemoInputError,
     ModelCatalog,
     example_prompts,
@@ -80,7 +82,18 @@ def build_demo(
 
     progress_tracker = gr.Progress(track_tqdm=True)  # Gradio injects a live tracker through this default
 
-    def generate(upload, example, style, mode, temperature, length, seed, progress=progress_tracker):
+    def generate(
+        upload,
+        example,
+        style,
+        mode,
+        temperature,
+        length,
+        seed,
+        min_pitch,
+        max_pitch,
+        progress=progress_tracker,
+    ):
         try:
             prompt = read_upload(upload)
             if prompt is None and example in examples:
@@ -94,6 +107,8 @@ def build_demo(
                 temperature=temperature,
                 max_new_notes=length,
                 seed=None if seed is None or seed < 0 else seed,
+                min_pitch=min_pitch,
+                max_pitch=max_pitch,
                 soundfont=soundfont,
                 show_progress=True,
             )
@@ -131,6 +146,21 @@ def build_demo(
                 seed = gr.Number(
                     value=-1, precision=0, minimum=-1, label="Seed (-1: a random one, shown after)"
                 )
+                with gr.Accordion("More settings", open=False):
+                    min_pitch = gr.Slider(
+                        1,
+                        126,
+                        value=PIANO_PITCH_RANGE[0],
+                        step=1,
+                        label="Lowest generated pitch (MIDI note; 21 = A0, the piano's lowest key)",
+                    )
+                    max_pitch = gr.Slider(
+                        1,
+                        126,
+                        value=PIANO_PITCH_RANGE[1],
+                        step=1,
+                        label="Highest generated pitch (MIDI note; 108 = C8, the piano's highest key)",
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 summary = gr.Markdown(elem_id="summary")
@@ -139,7 +169,7 @@ def build_demo(
                 midi = gr.File(label="Download MIDI", interactive=False, elem_id="midi-download")
         button.click(
             generate,
-            inputs=[upload, example, style, mode, temperature, length, seed],
+            inputs=[upload, example, style, mode, temperature, length, seed, min_pitch, max_pitch],
             outputs=[roll, audio, midi, summary],
             concurrency_limit=1,
         )

@@ -5,14 +5,15 @@ It is self-contained on purpose: it imports only torch, transformers and the sta
 MIDI through the tokenizer code shipped in the same repo (`AutoTokenizer`, `trust_remote_code=True`). The
 `gigapiano` project is not on PyPI, so an endpoint could not install it; instead the few lines that matter
 are here: a logits processor that masks every id breaking `<sep> dt dur pitch` (so every returned note is
-well formed, the same guarantee as the project's `NoteStructureLogitsProcessor`) and a sampling loop that
-slides the window when the context is full.
+well formed, the same guarantee as the project's `NoteStructureLogitsProcessor`) and keeps generated
+pitches on the piano keyboard (21..108 unless `min_pitch` / `max_pitch` widen it), and a sampling loop
+that slides the window when the context is full.
 
 Request (JSON):
 
     {"inputs": "<base64 MIDI file>" | null,
      "parameters": {"max_new_notes": 128, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0,
-                    "num_variations": 1, "velocity": 90, "audio": true}}
+                    "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108}}
 
 Response (JSON):
 
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 SEP_ID = 127
 #: Inclusive id range of each note field after the separator: dt, dur, pitch.
 FIELD_RANGES = ((0, 126), (1, 126), (1, 126))
+#: Default range of generated pitches (MIDI note numbers): the piano keyboard, A0..C8.
+PIANO_PITCH_RANGE = (21, 108)
 #: Largest prompt MIDI file accepted (bytes, after base64 decoding).
 MAX_MIDI_BYTES = 1_000_000
 #: Upper bounds of the generation parameters (one request must stay a few seconds on a GPU).
@@ -79,6 +82,8 @@ PARAMETERS: dict[str, tuple[type, Any, float | None, float | None]] = {
     "num_variations": (int, 1, 1, MAX_VARIATIONS),
     "velocity": (int, 90, 1, 127),
     "audio": (bool, True, None, None),
+    "min_pitch": (int, PIANO_PITCH_RANGE[0], *FIELD_RANGES[2]),
+    "max_pitch": (int, PIANO_PITCH_RANGE[1], *FIELD_RANGES[2]),
 }
 _STATUS_TEXT = {400: "Bad Request", 413: "Payload Too Large", 422: "Unprocessable Entity"}
 
@@ -96,15 +101,23 @@ class NoteGrammarLogitsProcessor(LogitsProcessor):
 
     The field follows from the distance to the last separator: 1 -> dt, 2 -> dur, 3 -> pitch, 4 or more
     (or no separator at all) -> the separator.
+
+    Args:
+        pitch_range: inclusive range of the generated pitches (default: the piano, 21..108).
     """
+
+    def __init__(self, pitch_range: tuple[int, int] = PIANO_PITCH_RANGE) -> None:
+        ranges = (*FIELD_RANGES[:2], tuple(pitch_range), (SEP_ID, SEP_ID))
+        self.low = torch.tensor([r[0] for r in ranges])
+        self.high = torch.tensor([r[1] for r in ranges])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         length = input_ids.shape[1]
         positions = torch.arange(length, device=input_ids.device)
         last_sep = torch.where(input_ids == SEP_ID, positions, -1).amax(dim=1)
         phase = torch.where(last_sep < 0, 3, (length - 1 - last_sep).clamp(max=3))
-        low = torch.tensor([r[0] for r in FIELD_RANGES] + [SEP_ID], device=input_ids.device)[phase]
-        high = torch.tensor([r[1] for r in FIELD_RANGES] + [SEP_ID], device=input_ids.device)[phase]
+        low = self.low.to(input_ids.device)[phase]
+        high = self.high.to(input_ids.device)[phase]
         vocab = torch.arange(scores.shape[-1], device=input_ids.device)
         illegal = (vocab[None, :] < low[:, None]) | (vocab[None, :] > high[:, None])
         return scores.masked_fill(illegal, float("-inf"))
@@ -145,6 +158,13 @@ def parse_parameters(raw: Any) -> dict[str, Any]:
         if low is not None and not low <= value <= high:
             raise EndpointInputError(400, f"'{name}' must be in {low:g}..{high:g}, got {value!r}.")
         values[name] = value
+    for name in ("min_pitch", "max_pitch"):
+        if values[name] is None:
+            raise EndpointInputError(400, f"'{name}' must be a MIDI note number in 1..126, got null.")
+    if values["min_pitch"] > values["max_pitch"]:
+        raise EndpointInputError(
+            400, f"'min_pitch' ({values['min_pitch']}) must not be above 'max_pitch' ({values['max_pitch']})."
+        )
     return values
 
 
@@ -203,9 +223,11 @@ def sample_continuation(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
 ) -> list[list[int]]:
     """`num_notes` well-formed notes after `context` (which starts on a separator), for each of
-    `batch_size` rows; the window slides to its last `KEEP_FRACTION` when the context is full."""
+    `batch_size` rows, with pitches in `pitch_range`; the window slides to its last `KEEP_FRACTION` when
+    the context is full."""
     max_context = int(model.config.max_position_embeddings)
     keep = max(4, int(max_context * KEEP_FRACTION))
     device = model.device
@@ -234,7 +256,7 @@ def sample_continuation(
             window,
             attention_mask=torch.ones_like(window),  # the separator is also the pad id: never infer a mask
             generation_config=config,
-            logits_processor=LogitsProcessorList([NoteGrammarLogitsProcessor()]),
+            logits_processor=LogitsProcessorList([NoteGrammarLogitsProcessor(pitch_range)]),
         )
         sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
     return sequence[:, len(context) :].tolist()
@@ -344,6 +366,7 @@ class EndpointHandler:
                 temperature=params["temperature"],
                 top_k=params["top_k"],
                 top_p=params["top_p"],
+                pitch_range=(params["min_pitch"], params["max_pitch"]),
             )
         audio = "not requested"
         if params["audio"]:
@@ -374,7 +397,8 @@ class EndpointHandler:
             midi_path, wav_path = Path(scratch) / "out.mid", Path(scratch) / "out.wav"
             text = (
                 f"GIGA-Piano endpoint: seed={seed} temperature={params['temperature']} "
-                f"top_k={params['top_k']} top_p={params['top_p']}"
+                f"top_k={params['top_k']} top_p={params['top_p']} "
+                f"pitch_range={params['min_pitch']}..{params['max_pitch']}"
             )
             self.tokenizer.save_midi(piece, midi_path, velocity=params["velocity"], text=text)
             item = {

@@ -22,6 +22,7 @@ from gigapiano.generation import (
 )
 from gigapiano.generation.grammar import (
     PHASE_RANGES,
+    PIANO_PITCH_RANGE,
     SEP_ID,
     join_notes,
     next_phase,
@@ -114,7 +115,7 @@ def allowed_ids(processor, input_ids: list[list[int]]) -> list[set[int]]:
 def test_processor_allows_exactly_the_phase_range(phase):
     prefix = [SEP_ID, 3, 4, 60, SEP_ID, 0, 2, 55][: 4 + 1 + phase] if phase < 3 else [SEP_ID, 3, 4, 60]
     (allowed,) = allowed_ids(NoteStructureLogitsProcessor(prompt_length=len(prefix)), [prefix])
-    low, high = PHASE_RANGES[phase]
+    low, high = PIANO_PITCH_RANGE if phase == 2 else PHASE_RANGES[phase]  # pitches: the piano by default
     assert allowed == set(range(low, high + 1))
 
 
@@ -132,7 +133,8 @@ def test_plan_forces_fields_and_pitch_below_previous():
     processor = NoteStructureLogitsProcessor(prompt_length=1, plan=plan, note_at_start=0)
     assert allowed_ids(processor, [[SEP_ID]]) == [{7}]
     assert allowed_ids(processor, [[SEP_ID, 7]]) == [{9}]
-    assert allowed_ids(processor, [[SEP_ID, 7, 9, 50, SEP_ID, 0, 3]]) == [set(range(2, 50))]
+    # pitch_min 2 lies under the default pitch range, whose bottom (21, A0) is the floor then
+    assert allowed_ids(processor, [[SEP_ID, 7, 9, 50, SEP_ID, 0, 3]]) == [set(range(21, 50))]
     # past the plan everything is free again
     assert allowed_ids(processor, [[SEP_ID, 7, 9, 50, SEP_ID, 0, 3, 20, SEP_ID]]) == [set(range(0, 127))]
     with pytest.raises(ValueError, match="pitch 0"):
@@ -365,7 +367,8 @@ def test_cached_inpainting_equals_full_recomputation(model):
     for index, (dt, dur, _) in enumerate(notes):
         sequence += ([SEP_ID] if index else []) + [dt, dur]
         logits = model(torch.tensor([sequence])).logits[0, -1]
-        sequence.append(1 + int(logits[1:127].argmax()))  # legal pitches are 1..126
+        low, high = PIANO_PITCH_RANGE  # generated pitches: the piano keyboard by default
+        sequence.append(low + int(logits[low : high + 1].argmax()))
     result = generate_continuation(model, join_notes(notes), mode="inpaint", temperature=0)
     assert result.extra["windows"] == 1
     assert result.pieces[0] == sequence

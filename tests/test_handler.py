@@ -47,7 +47,8 @@ def test_grammar_processor_allows_only_the_next_fields_range():
         [1, 2, 3, 4, 5],  # no separator at all: start a note
     ])  # fmt: skip
     allowed = torch.isfinite(processor(rows, torch.zeros(5, 128)))
-    expected = [range(0, 127), range(127, 128), range(127, 128), range(1, 127), range(127, 128)]
+    # pitches: the piano keyboard (21..108) by default
+    expected = [range(0, 127), range(127, 128), range(127, 128), range(21, 109), range(127, 128)]
     for row, ids in zip(allowed, expected, strict=True):
         assert row.nonzero().flatten().tolist() == list(ids)
 

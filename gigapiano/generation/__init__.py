@@ -16,7 +16,7 @@ Example:
 """
 
 from .core import generate_continuation
-from .grammar import SEP_ID, NoteFields, is_well_formed, split_notes
+from .grammar import PIANO_PITCH_RANGE, SEP_ID, NoteFields, is_well_formed, split_notes
 from .long_context import SamplingOptions, sample_notes
 from .processors import NotePlan, NoteSpec, NoteStructureLogitsProcessor
 from .prompts import load_prompt
@@ -25,6 +25,7 @@ from .settings import MODES, GenerationResult, GenerationSettings
 
 __all__ = [
     "MODES",
+    "PIANO_PITCH_RANGE",
     "SEP_ID",
     "GenerationResult",
     "GenerationSettings",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .grammar import PIANO_PITCH_RANGE
 from .settings import KEEP_CHOICES, MODES, GenerationSettings
 
 
@@ -93,6 +94,20 @@ class GenerateArguments:
         default=None,
         metadata={"help": "progression: duration of every note in ms, 32..4032 (None: the model chooses)."},
     )
+    min_pitch: int = field(
+        default=PIANO_PITCH_RANGE[0],
+        metadata={
+            "help": "Lowest pitch the model may generate, as a MIDI note number (default 21 = A0, the piano's"
+            " lowest key; any of 1..126). Prompt notes and harmonised melody notes are kept as given."
+        },
+    )
+    max_pitch: int = field(
+        default=PIANO_PITCH_RANGE[1],
+        metadata={
+            "help": "Highest pitch the model may generate, as a MIDI note number (default 108 = C8, the "
+            "piano's highest key; any of 1..126). --min_pitch 1 --max_pitch 126 allows every pitch."
+        },
+    )
     velocity: str = field(
         default="90",
         metadata={"help": "MIDI velocity 1..127, or 'simulated' (louder chords, brighter notes)."},
@@ -156,6 +171,8 @@ class GenerateArguments:
             chord_notes=self.chord_notes,
             step_ms=self.step_ms,
             step_duration_ms=self.step_duration_ms,
+            min_pitch=self.min_pitch,
+            max_pitch=self.max_pitch,
         )
 
 

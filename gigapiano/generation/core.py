@@ -25,7 +25,8 @@ def generate_continuation(
     show_progress: bool = False,
     **overrides,
 ) -> GenerationResult:
-    """Generate with GIGA-Piano in any mode; every returned piece is well-formed by construction.
+    """Generate with GIGA-Piano in any mode; every returned piece is well-formed by construction, and every
+    pitch the model chose lies in `settings.pitch_range` (the piano, 21..108, unless widened).
 
     Args:
         model: a GIGA-Piano causal LM (in eval mode), e.g. from `load_model_and_tokenizer`.
@@ -51,11 +52,12 @@ def generate_continuation(
     job = build_job(list(prompt_ids or []), settings)
     sampling = SamplingOptions(settings.temperature, settings.top_k, settings.top_p)
     logger.info(
-        "mode=%s: %d note(s) x %d variation(s), seed %d",
+        "mode=%s: %d note(s) x %d variation(s), seed %d, pitches %d..%d",
         settings.mode,
         job.num_notes,
         settings.num_variations,
         settings.seed,
+        *settings.pitch_range,
     )
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
@@ -69,6 +71,7 @@ def generate_continuation(
             keep_fraction=settings.keep_fraction,
             time_limit_steps=job.time_limit_steps,
             show_progress=show_progress,
+            pitch_range=settings.pitch_range,
         )
     pieces, given = [], []
     for row in new_ids.tolist():

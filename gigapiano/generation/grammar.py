@@ -3,6 +3,9 @@
 Field ranges are the tokenizer's clamps (see DESIGN.md): dt 0..126 in 16 ms steps, dur 1..126 in 32 ms
 steps, pitch 1..126, and 127 as the note separator. The separator never appears inside a note, so the
 position of the next token inside its note (its *phase*) follows from the last separator alone.
+
+Generated pitches are narrower by default: the 88 keys of a piano (`PIANO_PITCH_RANGE`, A0..C8), so a
+sampled note can never leave the keyboard; `check_pitch_range` validates a wider or narrower choice.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ DUR_MS = 32
 PHASE_RANGES: tuple[tuple[int, int], ...] = ((0, 126), (1, 126), (1, 126), (SEP_ID, SEP_ID))
 DT_RANGE, DUR_RANGE, PITCH_RANGE = PHASE_RANGES[0], PHASE_RANGES[1], PHASE_RANGES[2]
 PHASE_NAMES = ("dt", "dur", "pitch", "separator")
+#: Default inclusive range of generated pitches: the piano keyboard, A0 (MIDI 21) .. C8 (MIDI 108).
+PIANO_PITCH_RANGE: tuple[int, int] = (21, 108)
 
 
 class NoteFields(NamedTuple):
@@ -26,6 +31,34 @@ class NoteFields(NamedTuple):
     dt: int
     dur: int
     pitch: int
+
+
+def check_pitch_range(low: object, high: object) -> tuple[int, int]:
+    """Validate a generated-pitch range (inclusive MIDI note numbers) and return it as `(low, high)`.
+
+    Raises:
+        ValueError: a bound that is not a whole number or lies outside the tokenizer's 1..126, or
+            `low > high`; the message names `min_pitch` / `max_pitch` and the allowed values.
+    """
+    full_low, full_high = PITCH_RANGE
+    values = []
+    for name, value in (("min_pitch", low), ("max_pitch", high)):
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
+            raise ValueError(
+                f"{name} must be a whole MIDI note number in {full_low}..{full_high}, got {value!r}."
+            )
+        if not full_low <= int(value) <= full_high:
+            raise ValueError(
+                f"{name} must be in {full_low}..{full_high} (MIDI note numbers; the piano is "
+                f"{PIANO_PITCH_RANGE[0]}..{PIANO_PITCH_RANGE[1]}), got {int(value)}."
+            )
+        values.append(int(value))
+    if values[0] > values[1]:
+        raise ValueError(
+            f"min_pitch {values[0]} is above max_pitch {values[1]}; the range must be low..high."
+        )
+    return values[0], values[1]
 
 
 def next_phase(ids: Sequence[int]) -> int:

@@ -26,7 +26,7 @@ from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from .cache import preallocated_cache
 from .cpu_linear import packed_linears
-from .grammar import SEP_ID, next_phase, tokens_to_finish
+from .grammar import PIANO_PITCH_RANGE, SEP_ID, next_phase, tokens_to_finish
 from .processors import NotePlan, NoteStructureLogitsProcessor
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def sample_notes(
     keep_fraction: float = 0.75,
     time_limit_steps: int | None = None,
     show_progress: bool = False,
+    pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
 ) -> tuple[torch.Tensor, int]:
     """Generate `num_notes` notes after `context` for `batch_size` rows, sliding past the context.
 
@@ -136,6 +137,7 @@ def sample_notes(
         time_limit_steps: stop early, at a note boundary, once every row's new onsets span this many
             16 ms steps.
         show_progress: show a tqdm bar counting notes.
+        pitch_range: inclusive range of the pitches sampled outside `plan` (a plan carries its own).
 
     Returns:
         `(new_ids, windows)`: `(batch_size, T)` generated ids (ending on a pitch) and the number of
@@ -187,7 +189,7 @@ def sample_notes(
             # 3. sample the run of free tokens on the cache
             window = sequence[:, start:]
             processor = NoteStructureLogitsProcessor(
-                window.shape[1], plan, note_at_start=schedule.notes[done]
+                window.shape[1], plan, note_at_start=schedule.notes[done], pitch_range=pitch_range
             )
             output = model.generate(
                 window,

@@ -7,6 +7,9 @@
   chooses the pitch. Notes sharing an onset must go down in pitch, as the tokenizer orders chords.
 * `harmonize`: the context is a lone separator; each melody note (the highest note of each onset of the
   prompt) is forced whole and `chord_notes` notes with dt = 0 are added under it.
+
+Every pitch the model chooses stays in `settings.pitch_range` (the piano by default): the plan passes the
+range on, and the room each chord needs below its top note is counted from the range's bottom.
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ def _complete_notes(ids: list[int]) -> int:
     return separators if next_phase(ids) == 3 else separators - 1
 
 
-def _chord_specs(count: int, dur: int | None = None) -> list[NoteSpec]:
-    """`count` notes under the previous one: dt = 0, each lower than the last, leaving room for the rest."""
+def _chord_specs(count: int, lowest: int, dur: int | None = None) -> list[NoteSpec]:
+    """`count` notes under the previous one: dt = 0, each lower than the last, none below `lowest`, each
+    leaving room for the rest."""
     return [
         # chord note k (from 0) must leave room for the count - k - 1 notes still to come below it
-        NoteSpec(dt=0, dur=dur, pitch_min=count - k, below_previous=True)
+        NoteSpec(dt=0, dur=dur, pitch_min=lowest + count - k - 1, below_previous=True)
         for k in range(count)
     ]
 
@@ -87,10 +91,12 @@ def build_job(prompt_ids: list[int], settings: GenerationSettings) -> Generation
     """Build the context and plan of `settings.mode` for `prompt_ids`.
 
     Raises:
-        ValueError: `inpaint` / `harmonize` without prompt notes, or a token outside 0..127.
+        ValueError: `inpaint` / `harmonize` without prompt notes, a token outside 0..127, or an `inpaint`
+            source chord with more notes than the pitch range has pitches.
     """
     prompt = normalize_prompt(prompt_ids)
     mode = settings.mode
+    lowest, highest = settings.pitch_range
     if mode == "continue":
         return GenerationJob(
             context=prompt,
@@ -104,12 +110,13 @@ def build_job(prompt_ids: list[int], settings: GenerationSettings) -> Generation
             steps = max(1, settings.seconds_steps // settings.step_dt)
         else:
             steps = max(1, math.ceil(settings.note_budget() / (chord + 1)))
-        step = [NoteSpec(dt=settings.step_dt, dur=settings.step_dur, pitch_min=chord + 1)]
-        specs = (step + _chord_specs(chord, settings.step_dur)) * steps
+        step = [NoteSpec(dt=settings.step_dt, dur=settings.step_dur, pitch_min=lowest + chord)]
+        specs = (step + _chord_specs(chord, lowest, settings.step_dur)) * steps
         if next_phase(prompt) in (1, 2):
             # a prompt note cut after its dt or dur is completed freely first, then the progression starts
             specs = [NoteSpec()] + specs
-        return GenerationJob(prompt, len(specs), NotePlan(specs), _complete_notes(prompt))
+        plan = NotePlan(specs, settings.pitch_range)
+        return GenerationJob(prompt, len(specs), plan, _complete_notes(prompt))
 
     source = _source_notes(prompt, settings)
     if mode == "inpaint":
@@ -118,13 +125,18 @@ def build_job(prompt_ids: list[int], settings: GenerationSettings) -> Generation
         keep_dur = settings.keep == "time+dur"
         specs = []
         for group in _onset_groups(source):
+            if len(group) > highest - lowest + 1:
+                raise ValueError(
+                    f"The source has a {len(group)}-note chord, more than the {highest - lowest + 1} "
+                    f"pitch(es) of min_pitch..max_pitch {lowest}..{highest}; widen the pitch range."
+                )
             for k, note in enumerate(group):
                 # chords go high to low; leave room below for the rest of the group
                 specs.append(
                     NoteSpec(
                         dt=note.dt,
                         dur=note.dur if keep_dur else None,
-                        pitch_min=len(group) - k,
+                        pitch_min=lowest + len(group) - k - 1,
                         below_previous=k > 0,
                     )
                 )
@@ -135,8 +147,11 @@ def build_job(prompt_ids: list[int], settings: GenerationSettings) -> Generation
         specs = []
         for note in melody:
             specs.append(NoteSpec(dt=note.dt, dur=note.dur, pitch=note.pitch))
-            specs += _chord_specs(min(settings.resolved_chord_notes, note.pitch - 1))
-    return GenerationJob(context=[SEP_ID], num_notes=len(specs), plan=NotePlan(specs), context_given=0)
+            # the kept melody pitch may lie outside the range; chord notes go below it and inside the range
+            room = max(0, min(note.pitch - 1, highest) - lowest + 1)
+            specs += _chord_specs(min(settings.resolved_chord_notes, room), lowest)
+    plan = NotePlan(specs, settings.pitch_range)
+    return GenerationJob(context=[SEP_ID], num_notes=len(specs), plan=plan, context_given=0)
 
 
 def _melody(notes: list[NoteFields]) -> list[NoteFields]:

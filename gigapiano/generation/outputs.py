@@ -123,6 +123,7 @@ def provenance(
         "temperature": result.settings.temperature,
         "top_k": result.settings.top_k,
         "top_p": result.settings.top_p,
+        "pitch_range": list(result.settings.pitch_range),  # the pitches the model could choose (inclusive)
         "velocity": velocity,
         "settings": result.settings.to_dict(),
         "prompt": None,

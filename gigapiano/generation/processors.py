@@ -3,9 +3,11 @@
 `NoteStructureLogitsProcessor` is handed to `model.generate(logits_processor=...)`. At every step it
 reads the phase of the next token from the running sequence (prompt included), then masks every id
 outside the allowed range of that phase. A `NotePlan` narrows the ranges note by note: a fixed dt for
-a progression, the source's dt and dur for inpainting, the whole melody note for harmonisation. The
-mask runs before temperature, top-k and top-p (transformers applies custom processors first), so a
-warper can never leave only illegal ids.
+a progression, the source's dt and dur for inpainting, the whole melody note for harmonisation. Every
+pitch the model chooses is also kept inside a pitch range (by default the piano's 21..108); a pitch the
+plan forces (a melody note kept by harmonisation) stays as given. The mask runs before temperature,
+top-k and top-p (transformers applies custom processors first), so a warper can never leave only illegal
+ids.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessor
 
-from .grammar import PHASE_RANGES, SEP_ID
+from .grammar import PHASE_RANGES, PIANO_PITCH_RANGE, SEP_ID, check_pitch_range
 
-_DEFAULT_LOW = torch.tensor([low for low, _ in PHASE_RANGES])
-_DEFAULT_HIGH = torch.tensor([high for _, high in PHASE_RANGES])
+
+def _phase_bounds(pitch_range: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-phase `(low, high)` id tensors (dt, dur, pitch, separator) with the pitch phase narrowed."""
+    low = torch.tensor([low for low, _ in PHASE_RANGES])
+    high = torch.tensor([high for _, high in PHASE_RANGES])
+    low[2], high[2] = pitch_range
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,8 @@ class NoteSpec:
 
     Args:
         dt / dur / pitch: force the field to this value.
-        pitch_min: lowest pitch the model may choose (used to leave room under a chord).
+        pitch_min: lowest pitch the model may choose (used to leave room under a chord); the plan's pitch
+            range applies as well, so the effective floor is the larger of the two.
         below_previous: the pitch must be lower than the previous note's pitch (chord notes are encoded
             high to low, so a note added under a melody note or a chord note must go down).
     """
@@ -50,15 +58,19 @@ class NotePlan:
 
     Args:
         specs: one `NoteSpec` per note to generate, in order.
+        pitch_range: inclusive range of the pitches the model chooses (forced pitches may lie outside it).
 
     Raises:
-        ValueError: a forced value outside its field's range.
+        ValueError: a forced value outside its field's range, a bad `pitch_range`, or a `pitch_min` above
+            the range's top.
     """
 
-    def __init__(self, specs: Sequence[NoteSpec]) -> None:
+    def __init__(self, specs: Sequence[NoteSpec], pitch_range: tuple[int, int] = PIANO_PITCH_RANGE) -> None:
         self.specs = list(specs)
-        low = _DEFAULT_LOW[:3].repeat(len(self.specs), 1)
-        high = _DEFAULT_HIGH[:3].repeat(len(self.specs), 1)
+        self.pitch_range = check_pitch_range(*pitch_range)
+        default_low, default_high = _phase_bounds(self.pitch_range)
+        low = default_low[:3].repeat(len(self.specs), 1)
+        high = default_high[:3].repeat(len(self.specs), 1)
         for index, spec in enumerate(self.specs):
             for phase, value in enumerate((spec.dt, spec.dur, spec.pitch)):
                 if value is None:
@@ -72,6 +84,11 @@ class NotePlan:
                 low[index, phase] = high[index, phase] = value
             if spec.pitch is None:
                 low[index, 2] = max(int(low[index, 2]), spec.pitch_min)
+                if low[index, 2] > high[index, 2]:
+                    raise ValueError(
+                        f"Note {index}: pitch_min {spec.pitch_min} is above the pitch range's top "
+                        f"{self.pitch_range[1]}."
+                    )
         self.low, self.high = low, high
         self.below_previous = torch.tensor([spec.below_previous for spec in self.specs], dtype=torch.bool)
 
@@ -96,12 +113,25 @@ class NoteStructureLogitsProcessor(LogitsProcessor):
         plan: constraints per generated note; `None` (free continuation) only enforces the grammar.
         note_at_start: plan index of the note opened by the last separator of the segment's prompt
             (-1 when that separator belongs to the prompt's own notes). Notes past the plan are free.
+        pitch_range: inclusive range of the pitches the model may choose outside the plan (default: the
+            piano, 21..108); inside the plan, the plan's own range applies.
+
+    Raises:
+        ValueError: a bad `pitch_range` (see `check_pitch_range`).
     """
 
-    def __init__(self, prompt_length: int, plan: NotePlan | None = None, note_at_start: int = -1) -> None:
+    def __init__(
+        self,
+        prompt_length: int,
+        plan: NotePlan | None = None,
+        note_at_start: int = -1,
+        pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
+    ) -> None:
         self.prompt_length = prompt_length
         self.plan = plan
         self.note_at_start = note_at_start
+        self.pitch_range = check_pitch_range(*pitch_range)
+        self._low, self._high = _phase_bounds(self.pitch_range)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         batch, length = input_ids.shape
@@ -111,8 +141,8 @@ class NoteStructureLogitsProcessor(LogitsProcessor):
         last_sep = torch.where(is_sep, positions, -1).amax(dim=1)  # (batch,), -1 when none
         phase = (length - 1 - last_sep).clamp(max=3)
         phase = torch.where(last_sep < 0, 3, phase)  # no separator at all: start a note
-        low = _DEFAULT_LOW.to(device)[phase]
-        high = _DEFAULT_HIGH.to(device)[phase]
+        low = self._low.to(device)[phase]
+        high = self._high.to(device)[phase]
 
         if self.plan is not None and len(self.plan) > 0:
             note = self.note_at_start + is_sep[:, self.prompt_length :].sum(dim=1)

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .grammar import DT_MS, DUR_MS, SEP_ID, split_notes
+from .grammar import DT_MS, DUR_MS, PIANO_PITCH_RANGE, SEP_ID, check_pitch_range, split_notes
 
 Mode = Literal["continue", "inpaint", "harmonize", "progression"]
 MODES: tuple[str, ...] = ("continue", "inpaint", "harmonize", "progression")
@@ -45,6 +45,9 @@ class GenerationSettings:
             `None` lets the model choose durations.
         keep_fraction: when the sequence fills the context, keep this fraction of it (the most recent notes)
             and continue with a fresh cache.
+        min_pitch / max_pitch: inclusive range of the pitches the model may choose, as MIDI note numbers
+            (default 21..108, A0..C8: the piano keyboard; the tokenizer allows 1..126). Pitches a mode keeps
+            from the prompt (its notes, a harmonised melody) stay as given.
     """
 
     mode: Mode = "continue"
@@ -60,6 +63,8 @@ class GenerationSettings:
     step_ms: int = 256
     step_duration_ms: int | None = None
     keep_fraction: float = 0.75
+    min_pitch: int = PIANO_PITCH_RANGE[0]
+    max_pitch: int = PIANO_PITCH_RANGE[1]
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +91,13 @@ class GenerationSettings:
             raise ValueError(f"step_duration_ms must be in 32..4032 ms, got {self.step_duration_ms}.")
         if not 0.25 <= self.keep_fraction <= 0.95:
             raise ValueError(f"keep_fraction must be in 0.25..0.95, got {self.keep_fraction}.")
+        self.min_pitch, self.max_pitch = check_pitch_range(self.min_pitch, self.max_pitch)
+        if self.mode == "progression" and self.resolved_chord_notes > self.max_pitch - self.min_pitch:
+            raise ValueError(
+                f"A progression step with {self.resolved_chord_notes} chord note(s) needs "
+                f"{self.resolved_chord_notes + 1} distinct pitches; min_pitch..max_pitch "
+                f"{self.min_pitch}..{self.max_pitch} has {self.max_pitch - self.min_pitch + 1}."
+            )
 
     @property
     def step_dt(self) -> int:
@@ -96,6 +108,11 @@ class GenerationSettings:
     def step_dur(self) -> int | None:
         """`step_duration_ms` in 32 ms duration steps (None: the model chooses)."""
         return None if self.step_duration_ms is None else round(self.step_duration_ms / DUR_MS)
+
+    @property
+    def pitch_range(self) -> tuple[int, int]:
+        """`(min_pitch, max_pitch)`: the inclusive range of the pitches the model chooses."""
+        return self.min_pitch, self.max_pitch
 
     @property
     def resolved_chord_notes(self) -> int:

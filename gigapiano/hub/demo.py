@@ -20,6 +20,7 @@ from typing import Any
 
 from gigapiano.generation import GenerationSettings, generate_continuation, load_prompt
 from gigapiano.generation.audio import AudioUnavailableError, check_synthesizer, find_soundfont, render_wav
+from gigapiano.generation.grammar import PIANO_PITCH_RANGE, check_pitch_range
 from gigapiano.generation.outputs import marker_text, provenance, roll_panel, write_midi
 from gigapiano.generation.pianoroll import save_pianoroll
 from gigapiano.generation.resolve import load_model, load_tokenizer
@@ -177,6 +178,19 @@ def check_settings(
     return int(max_new_notes), None if seed is None else int(seed)
 
 
+def check_pitch_range_input(min_pitch: float | None, max_pitch: float | None) -> tuple[int, int]:
+    """Validate the UI's pitch range; returns `(min_pitch, max_pitch)` as integers.
+
+    Raises:
+        DemoInputError: a bound that is not a whole number in 1..126, or lowest above highest.
+    """
+    try:
+        return check_pitch_range(min_pitch, max_pitch)
+    except ValueError as error:
+        message = str(error).replace("min_pitch", "Lowest pitch").replace("max_pitch", "highest pitch")
+        raise DemoInputError(message[:1].upper() + message[1:]) from None
+
+
 def _sweep_old_outputs(root: Path) -> None:
     """Delete request folders older than `OUTPUT_MAX_AGE_S` (a long-running Space must not fill its disk)."""
     now = time.time()
@@ -208,6 +222,8 @@ def run_demo_generation(
     temperature: float = 1.0,
     max_new_notes: int = 128,
     seed: int | None = None,
+    min_pitch: int = PIANO_PITCH_RANGE[0],
+    max_pitch: int = PIANO_PITCH_RANGE[1],
     output_root: str | Path | None = None,
     soundfont: str | None = None,
     show_progress: bool = False,
@@ -219,6 +235,7 @@ def run_demo_generation(
         style / mode: what to generate (`DEMO_MODES`).
         prompt: MIDI bytes (see `read_upload`), or None to improvise (`continue` / `progression` only).
         temperature / max_new_notes / seed: sampling settings (seed None: random, reported back).
+        min_pitch / max_pitch: inclusive range of generated pitches (MIDI numbers; default the piano).
         output_root: where request folders go (default: `<tmp>/gigapiano-demo`).
         soundfont: SoundFont for the WAV (default: the Debian General MIDI one when installed).
         show_progress: let a tqdm bar count notes (the UI turns it into a progress bar).
@@ -227,6 +244,7 @@ def run_demo_generation(
         DemoInputError: bad settings, a prompt that is not usable MIDI, or a mode that needs a prompt.
     """
     max_new_notes, seed = check_settings(mode, temperature, max_new_notes, seed)
+    min_pitch, max_pitch = check_pitch_range_input(min_pitch, max_pitch)
     if prompt is None and mode in ("inpaint", "harmonize"):
         raise DemoInputError(f"The {mode} mode works on a prompt: upload a MIDI file or pick an example.")
     model, tokenizer = catalog.load(style)
@@ -237,10 +255,19 @@ def run_demo_generation(
         raise DemoInputError(message[:1].upper() + message[1:]) from None
     if mode in ("continue", "progression"):
         prompt_ids = prompt_ids[-4 * MAX_PROMPT_NOTES :]
-    settings = GenerationSettings(
-        mode=mode, max_new_notes=max_new_notes, temperature=float(temperature), top_p=0.95, seed=seed
-    )
-    result = generate_continuation(model, prompt_ids, settings, show_progress=show_progress)
+    try:
+        settings = GenerationSettings(
+            mode=mode,
+            max_new_notes=max_new_notes,
+            temperature=float(temperature),
+            top_p=0.95,
+            seed=seed,
+            min_pitch=min_pitch,
+            max_pitch=max_pitch,
+        )
+        result = generate_continuation(model, prompt_ids, settings, show_progress=show_progress)
+    except ValueError as error:  # a pitch range too narrow for the mode's chords
+        raise DemoInputError(str(error)) from None
 
     root = Path(output_root or Path(tempfile.gettempdir()) / "gigapiano-demo")
     root.mkdir(parents=True, exist_ok=True)
@@ -272,6 +299,7 @@ __all__ = [
     "MAX_NEW_NOTES",
     "MAX_UPLOAD_BYTES",
     "ModelCatalog",
+    "PIANO_PITCH_RANGE",
     "example_prompts",
     "read_upload",
     "run_demo_generation",
