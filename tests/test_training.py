@@ -406,7 +406,7 @@ def test_shipping_summary_reads_every_run_record(trained_tiny_run, tmp_path):
     from gigapiano.training.shipping import write_summary
 
     runs = tmp_path / "runs"
-    for name in ("gigapiano-base", "style-blocks-baroque", "style-lora-baroque"):
+    for name in ("gigapiano-base-512", "gigapiano-base", "style-blocks-baroque", "style-lora-baroque"):
         shutil.copytree(trained_tiny_run, runs / name, ignore=shutil.ignore_patterns("checkpoint-*"))
     results = json.loads((trained_tiny_run / "all_results.json").read_text())
     (tmp_path / "models").mkdir()
@@ -414,12 +414,14 @@ def test_shipping_summary_reads_every_run_record(trained_tiny_run, tmp_path):
     summary = write_summary(selection, runs, tmp_path / "models").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| gigapiano-base",
+        "| base stage 1 (gigapiano-base-512)",
+        "| base stage 2 (gigapiano-base)",
         "| baroque (blocks)",
         "| baroque (lora)",
     ]
-    assert rows[2].rstrip().endswith("| yes |") and not rows[1].rstrip().endswith("| yes |")
-    assert f"{results['eval_loss']:.4f}" in rows[0]
+    assert rows[1].rstrip().endswith("| yes |") and not rows[0].rstrip().endswith("| yes |")
+    assert rows[3].rstrip().endswith("| yes |") and not rows[2].rstrip().endswith("| yes |")
+    assert f"{results['eval_loss']:.4f}" in rows[1]
 
 
 # Smoothed losses of a real LR range test (compact base, romantic style, top 2 blocks, 1e-6 .. 3e-2 in 40

@@ -1,14 +1,15 @@
-"""The recipe behind the models shipped in `models/`: a compact base and one model per style.
+"""The recipe behind the models shipped in `models/`: a base trained on all of MAESTRO, one model per style.
 
 One command reproduces them (each stage is an ordinary `train.py` run, so an interrupted recipe resumes
-where it stopped):
+where it stopped, and finished stages are skipped):
 
-    python -m gigapiano.training.shipping --maestro_dir ../shared/maestro-subset/maestro-v3.0.0
+    python -m gigapiano.training.shipping --maestro_dir ../shared/maestro/maestro-v3.0.0
 
-1. the base: `configs/train/base_compact.yaml` (compact preset from scratch on the train splits of all
-   three styles, transposition on);
-2. per style, two fine-tunes of that base: upstream-style top blocks (`style_compact_blocks.yaml`) and
-   LoRA merged into the weights (`style_compact_lora.yaml`);
+1. the base, in two stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
+   MAESTRO training performance of every composer, 512-token windows) then `base_medium_1024.yaml` (the
+   same weights continued at the full 1024-token context);
+2. per style, two fine-tunes of that base on all of the composer's training performances: upstream-style
+   top blocks (`style_medium_blocks.yaml`) and LoRA merged into the weights (`style_medium_lora.yaml`);
 3. per style, the fine-tune with the lower validation loss on the style's held-out pieces is shipped;
 4. every shipped model is exported in fp16 (small enough to commit) with its tokenizer, model card and
    training records, `models/selection.json` records the comparison and `models/README.md` sums up
@@ -37,10 +38,14 @@ logger = logging.getLogger(__name__)
 
 STYLES = ("baroque", "romantic", "rachmaninoff")
 METHODS = {
-    "blocks": "configs/train/style_compact_blocks.yaml",
-    "lora": "configs/train/style_compact_lora.yaml",
+    "blocks": "configs/train/style_medium_blocks.yaml",
+    "lora": "configs/train/style_medium_lora.yaml",
 }
-BASE_CONFIG = "configs/train/base_compact.yaml"
+#: The base's stages, in order: (config, run folder name). Each stage starts from the previous one's run.
+BASE_STAGES = (
+    ("configs/train/base_medium_512.yaml", "gigapiano-base-512"),
+    ("configs/train/base_medium_1024.yaml", "gigapiano-base"),
+)
 RECORD_FILES = (
     "all_results.json",
     "run_info.json",
@@ -111,9 +116,12 @@ def _run_row(name: str, run_dir: Path, shipped: bool) -> str:
 
 def write_summary(selection: dict, runs_dir: Path, models_dir: Path) -> Path:
     """`models/README.md`: one table row per training run, read from the runs' records, never typed."""
-    rows = [_run_row("gigapiano-base", runs_dir / "gigapiano-base", True)]
+    rows = [
+        _run_row(f"base stage {i + 1} ({name})", runs_dir / name, name == BASE_STAGES[-1][1])
+        for i, (_, name) in enumerate(BASE_STAGES)
+    ]
     for style, record in selection.items():
-        for method in METHODS:
+        for method in record["validation_loss"]:
             run_dir = runs_dir / f"style-{method}-{style}"
             rows.append(_run_row(f"{style} ({method})", run_dir, record["shipped"] == method))
     base_info = json.loads((runs_dir / "gigapiano-base" / "run_info.json").read_text())
@@ -122,7 +130,8 @@ def write_summary(selection: dict, runs_dir: Path, models_dir: Path) -> Path:
         "",
         "Made by `python -m gigapiano.training.shipping --maestro_dir <MAESTRO v3 folder>` on "
         f"{base_info.get('hardware', 'unknown hardware')}. Validation metrics are each run's own held-out "
-        "pieces (the base: all three styles; a style run: that style), all tokens counted. Per style, the "
+        "windows (the base: the first windows of MAESTRO's validation performances of all composers; a style "
+        "run: that composer's validation performances), all tokens counted. Per style, the "
         "fine-tune with the lower validation loss is shipped as `gigapiano-<style>` (fp16).",
         "",
         "| run | training | learning rate | steps | wall s | val loss | val accuracy | val perplexity "
@@ -136,10 +145,19 @@ def write_summary(selection: dict, runs_dir: Path, models_dir: Path) -> Path:
     return path
 
 
-def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[str, ...] = STYLES) -> dict:
+def ship_all(
+    maestro_dir: str,
+    runs_dir: Path,
+    models_dir: Path,
+    styles: tuple[str, ...] = STYLES,
+    methods: tuple[str, ...] = tuple(METHODS),
+) -> dict:
     """Run the whole recipe; returns the selection record written to `models/selection.json`."""
-    base_run = run_train(BASE_CONFIG, runs_dir / "gigapiano-base", maestro_dir)
-    base_model = export_model(base_run, models_dir / "gigapiano-base")
+    previous: Path | None = None
+    for config, name in BASE_STAGES:
+        extra = ("--base_model", str(previous)) if previous is not None else ()
+        previous = run_train(config, runs_dir / name, maestro_dir, *extra)
+    base_model = export_model(previous, models_dir / "gigapiano-base")
     selection: dict[str, dict] = {}
     for style in styles:
         candidates = {
@@ -153,6 +171,7 @@ def ship_all(maestro_dir: str, runs_dir: Path, models_dir: Path, styles: tuple[s
                 str(base_model),
             )
             for method, config in METHODS.items()
+            if method in methods
         }
         losses = {method: validation_loss(run) for method, run in candidates.items()}
         chosen = min(losses, key=losses.get)
@@ -174,10 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--styles", nargs="+", default=list(STYLES), help="Styles to fine-tune (default: all three)."
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        default=list(METHODS),
+        help="Fine-tuning methods to compare per style; the one with the lower validation loss ships "
+        "(default: both, blocks and lora).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        selection = ship_all(args.maestro_dir, Path(args.runs_dir), Path(args.models_dir), tuple(args.styles))
+        selection = ship_all(
+            args.maestro_dir,
+            Path(args.runs_dir),
+            Path(args.models_dir),
+            tuple(args.styles),
+            tuple(args.methods),
+        )
     except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

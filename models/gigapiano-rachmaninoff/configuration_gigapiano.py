@@ -12,7 +12,9 @@ from transformers import PretrainedConfig
 
 # Named model sizes. "small" and "large" are the two released upstream checkpoints; "compact" is the
 # shippable model trained by this project on CPU (3.5M parameters, 7 MB in fp16, 512-token context = 128
-# notes); "tiny" exists for fast tests.
+# notes); "medium" is the shipped model trained on all of MAESTRO (7.2M parameters, 14 MB in fp16, upstream's
+# 1024-token context = 256 notes; sized from the CPU throughput in bench/bench_train.py); "tiny" exists for
+# fast tests.
 PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(hidden_size=1024, intermediate_size=1024, num_attention_heads=16, num_hidden_layers=16),
     "large": dict(hidden_size=1024, intermediate_size=1024, num_attention_heads=16, num_hidden_layers=24),
@@ -23,6 +25,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_hidden_layers=4,
         max_position_embeddings=512,
         relative_attention_length=512,
+    ),
+    "medium": dict(
+        hidden_size=256,
+        intermediate_size=1024,
+        num_attention_heads=4,
+        num_hidden_layers=8,
+        max_position_embeddings=1024,
+        relative_attention_length=1024,
     ),
     "tiny": dict(
         hidden_size=32,
@@ -158,7 +168,7 @@ class GigaPianoConfig(PretrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GigaPianoConfig:
-        """Build a config from a named size (`small`, `large`, `compact`, `tiny`) plus overrides.
+        """Build a config from a named size (`small`, `large`, `medium`, `compact`, `tiny`) plus overrides.
 
         Args:
             name: one of `PRESETS`.
