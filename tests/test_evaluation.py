@@ -1,8 +1,10 @@
-"""The style evaluation: memorisation check, prompts, classifier, model loading and the command end to end."""
+"""The style evaluation: held-out check, bootstrap, n-gram baseline, invariant classifier features, prompts,
+memorisation, model loading, continuations and the command end to end (tiny data and models, seconds)."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -10,25 +12,265 @@ import numpy as np
 import pytest
 import torch
 
-from gigapiano.evaluation import CopyIndex, StyleClassifier, load_or_train_classifier, train_style_classifier
+from gigapiano.evaluation import (
+    CopyIndex,
+    HeldOutLeakError,
+    LabelledWindows,
+    NoteNgram,
+    check_held_out,
+    estimate_key,
+    paired_bootstrap,
+    piece_bootstrap,
+    scale_tempo,
+    score_classifier,
+    style_features,
+    train_style_classifier,
+    transpose,
+)
 from gigapiano.evaluation.__main__ import main
+from gigapiano.evaluation.continuations import SamplingSetup, continue_prompts
+from gigapiano.evaluation.invariant_features import STYLE_FEATURE_NAMES
 from gigapiano.evaluation.models import adapter_base, check_model_folders, load_evaluation_model
+from gigapiano.evaluation.musicstats import continuation_stats
 from gigapiano.evaluation.prompts import excerpt_starts, prompts_from_test_pieces
 from gigapiano.evaluation.report import BEGIN_MARKER, END_MARKER, write_report
-from gigapiano.evaluation.validation import validation_metrics
+from gigapiano.evaluation.validation import ScoredWindows, model_window_losses
 
 STYLES = ("baroque", "romantic", "rachmaninoff")
-# Three styles of the shared fake MAESTRO (at least three pieces each, so every split gets a piece).
+TIME_FEATURES = 5  # the last entries of the feature vector; all others are pitch features
+# Three styles of the shared fake MAESTRO, plus the all-composer base style.
 FAKE_STYLE_COMPOSERS = {
     "baroque": ["Johann Sebastian Bach"],
     "romantic": ["Frédéric Chopin"],
     "rachmaninoff": ["Franz Liszt", "Johann Sebastian Bach / Ferruccio Busoni"],
+    "maestro": ["*"],
 }
 
 
 def ids(notes) -> list[int]:
     """`(dt, dur, pitch)` notes -> token ids."""
     return [token for note in notes for token in (127, *note)]
+
+
+def random_piece(seed: int, notes: int = 64, low: int = 40, dt_high: int = 30) -> list[int]:
+    """Notes with chords (dt 0), varied rhythm and pitches; dt and dur stay below 64 (doubling is exact)."""
+    rng = np.random.default_rng(seed)
+    return ids(
+        (
+            int(rng.choice([0, 0, rng.integers(1, dt_high)])),
+            int(rng.integers(1, 40)),
+            int(rng.integers(low, low + 30)),
+        )
+        for _ in range(notes)
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# held-out check
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_held_out_check_raises_when_a_test_composition_is_trained_on():
+    groups = {"train/a.midi": 1, "train/b.midi": 2, "test/c.midi": 3, "test/a_again.midi": 1}
+    held_out = {"baroque test": ["test/c.midi"]}
+    training = {"maestro train split": ["train/a.midi", "train/b.midi"]}
+    summary = check_held_out(held_out, training, groups)
+    assert (
+        summary["passed"] and summary["overlaps"] == [] and summary["held_out_files"] == {"baroque test": 1}
+    )
+    # another performance of a trained composition (same group), and a file name trained on directly
+    leaking = {"baroque test": ["test/c.midi", "test/a_again.midi"], "baroque validation": ["train/b.midi"]}
+    with pytest.raises(HeldOutLeakError, match="2 held-out performance") as error:
+        check_held_out(leaking, training, groups)
+    assert "\n" not in str(error.value) and "test/a_again.midi" in str(error.value)
+    recorded = check_held_out(
+        leaking, {"models/x/pieces.json": ["unknown.midi", "train/b.midi"]}, groups, "warn"
+    )
+    assert not recorded["passed"]
+    assert recorded["overlaps"] == [
+        {"held_out": "baroque validation", "file": "train/b.midi", "source": "models/x/pieces.json",
+         "training_file": "train/b.midi"}
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------
+# bootstrap
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_piece_bootstrap_covers_the_estimate_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    pieces = [f"p{i // 5}" for i in range(60)]  # 12 pieces of 5 items
+    values = rng.normal(2.0, 0.5, 60) + np.repeat(rng.normal(0, 0.3, 12), 5)
+    tokens = rng.integers(10, 20, 60).astype(float)
+    estimate = piece_bootstrap(pieces, values * tokens, tokens, resamples=500, seed=3)
+    assert estimate.value == pytest.approx((values * tokens).sum() / tokens.sum())
+    assert estimate.low < estimate.value < estimate.high and estimate.pieces == 12
+    assert piece_bootstrap(pieces, values * tokens, tokens, resamples=500, seed=3) == estimate
+    assert piece_bootstrap(pieces, values * tokens, tokens, resamples=500, seed=4) != estimate
+    # a mean of 0/1 hits stays inside [0, 1]; one piece has no spread; no items gives NaN
+    hits = piece_bootstrap(pieces, (values > 2).astype(float), resamples=200)
+    assert 0 <= hits.low <= hits.value <= hits.high <= 1
+    single = piece_bootstrap(["only"] * 4, [1.0, 0.0, 1.0, 1.0])
+    assert (single.value, single.low, single.high) == (0.75, 0.75, 0.75)
+    assert math.isnan(piece_bootstrap([], []).value)
+
+
+def test_paired_bootstrap_cancels_shared_piece_effects():
+    rng = np.random.default_rng(1)
+    pieces = [f"p{i // 4}" for i in range(40)]
+    hard = np.repeat(rng.normal(0, 1.0, 10), 4)  # large differences between pieces, shared by both models
+    a = hard + 0.2 + rng.normal(0, 0.01, 40)
+    b = hard
+    paired = paired_bootstrap(pieces, a, b, resamples=500)
+    assert paired.value == pytest.approx(0.2, abs=0.01) and paired.excludes_zero
+    unpaired_a, unpaired_b = (
+        piece_bootstrap(pieces, a, resamples=500),
+        piece_bootstrap(pieces, b, resamples=500),
+    )
+    assert paired.high - paired.low < 0.1 * (unpaired_a.high - unpaired_a.low)
+    assert unpaired_a.low < unpaired_b.high  # unpaired intervals overlap although every item differs by 0.2
+    with pytest.raises(ValueError, match="one value per item"):
+        paired_bootstrap(pieces, a[:-1], b)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# n-gram baseline
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_ngram() -> NoteNgram:
+    pieces = [random_piece(seed, 96) for seed in range(12)]
+    return NoteNgram.fit(pieces, window_tokens=64)
+
+
+def test_ngram_distributions_sum_to_one_and_match_the_scored_tokens(toy_ngram):
+    window = np.asarray(random_piece(99, 16))
+    log_probs = toy_ngram.token_log_probs(window[None, :])
+    assert log_probs.shape == (1, 63)
+    for position in (1, 2, 3, 4, 17, 30, 63):  # dt, dur, pitch, separator, ...
+        distribution = toy_ngram.next_token_distribution(window[:position].tolist())
+        assert distribution.shape == (128,) and distribution.sum() == pytest.approx(1.0, abs=1e-9)
+        assert (distribution > 0).all()  # add-k: no id is impossible
+        assert math.log(distribution[window[position]]) == pytest.approx(log_probs[0, position - 1])
+    assert toy_ngram.next_token_distribution(window[:4].tolist())[127] > 0.99  # separators are certain
+    nats, tokens = toy_ngram.window_losses(window[None, :])
+    assert nats[0] == pytest.approx(-log_probs.sum()) and tokens[0] == 63
+
+
+def test_ngram_beats_uniform_on_a_repetitive_sequence_and_uses_background_counts():
+    motif = [(4, 6, 60), (4, 6, 64), (4, 6, 67), (0, 6, 55), (8, 12, 62)]
+    piece = ids(motif * 40)
+    model = NoteNgram.fit([piece] * 3, window_tokens=80)
+    test = np.asarray(ids(motif * 4))[None, :]
+    nats, tokens = model.window_losses(test)
+    assert nats[0] / tokens[0] < 0.25 * math.log(128)
+    style = NoteNgram.fit([random_piece(5, 80)], window_tokens=80, background=model.counts)
+    assert len(style.sources) == 2 and style.window_losses(test)[0][0] < nats[0] * 20
+    with pytest.raises(ValueError, match="No training piece"):
+        NoteNgram.fit([piece[:40]], window_tokens=80)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# classifier features and classifier
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_key_estimate_finds_tonic_and_mode():
+    c_major = [60, 62, 64, 65, 67, 69, 71, 72, 60, 64, 67, 60]
+    a_minor = [57, 59, 60, 62, 64, 65, 68, 69, 57, 60, 64, 57, 64, 68]
+    assert estimate_key(c_major)[:2] == (0, True)
+    assert estimate_key(a_minor)[:2] == (9, False)
+    assert estimate_key([p + 3 for p in c_major])[:2] == (3, True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_style_features_ignore_key_and_tempo(seed):
+    window = random_piece(seed, 64)
+    features = style_features(window)
+    assert features.shape == (len(STYLE_FEATURE_NAMES),) and np.isfinite(features).all() and features.any()
+    assert STYLE_FEATURE_NAMES[-TIME_FEATURES] == "polyphony"
+    for shift in (-5, -1, 1, 7):  # exactly the same vector in every key
+        assert np.array_equal(style_features(transpose(window, shift)), features)
+    doubled = style_features(scale_tempo(window, 2))  # twice as slow: the same up to float rounding
+    assert np.allclose(doubled, features, rtol=0, atol=1e-9)
+    for factor in (0.67, 1.5):  # re-quantised: chords stay chords, so every pitch feature is identical
+        scaled = style_features(scale_tempo(window, factor))
+        assert np.array_equal(scaled[:-TIME_FEATURES], features[:-TIME_FEATURES])
+        assert np.abs(scaled[-TIME_FEATURES:] - features[-TIME_FEATURES:]).max() < 0.3
+    other = style_features(random_piece(seed + 10, 64, dt_high=4))
+    assert not np.allclose(other, features)
+
+
+def _style_pieces(seed: int, low: int, dt: int, count: int = 3) -> list[tuple[str, list[int]]]:
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for k in range(count):
+        if dt > 10:  # slow and chordal
+            notes = [
+                (int(rng.choice([0, dt])), int(rng.integers(8, 20)), int(rng.integers(low, low + 24)))
+                for _ in range(64)
+            ]
+        else:  # fast scalar runs
+            start = int(rng.integers(low, low + 12))
+            notes = [(int(rng.integers(2, dt + 2)), 2, start + (i % 8) * 2) for i in range(64)]
+        pieces.append((f"{seed}-{k}.midi", ids(notes)))
+    return pieces
+
+
+def test_classifier_separates_clear_styles_and_measures_robustness():
+    train = LabelledWindows.from_pieces(
+        {"chords": _style_pieces(0, 40, 30), "runs": _style_pieces(1, 60, 4)}, 16, 8
+    )
+    classifier = train_style_classifier(train, seed=0, n_estimators=20)
+    test = LabelledWindows.from_pieces(
+        {"chords": _style_pieces(2, 45, 30, 2), "runs": _style_pieces(3, 50, 4, 2)}, 16
+    )
+    assert test.pieces[0] == "2-0.midi" and len(set(test.pieces)) == 4
+    scores = score_classifier(classifier, test, resamples=100)
+    assert scores["accuracy"]["value"] == 1.0 and scores["confusion"] == [[8, 0], [0, 8]]
+    assert scores["counts"] == {"chords": 8, "runs": 8} and scores["windows"] == 16
+    for name in ("transpose +1", "transpose -1", "tempo x0.67", "tempo x1.5"):
+        assert scores["perturbations"][name]["label_change_rate"]["value"] == 0.0
+    with pytest.raises(ValueError, match="at least two styles"):
+        train_style_classifier(LabelledWindows.from_pieces({"runs": _style_pieces(1, 60, 4)}, 16))
+
+
+def test_continuation_statistics():
+    prompt = ids([(8, 8, 60), (8, 8, 62), (8, 8, 64), (8, 8, 65), (8, 8, 67)])
+    # the prompt's motif (+2 +2 +1), then a chord with a semitone and a tritone, and one note off the piano
+    continuation = ids(
+        [(8, 8, 62), (8, 8, 64), (8, 8, 66), (8, 8, 67), (8, 16, 72), (0, 16, 71), (0, 16, 66), (8, 8, 110)]
+    )
+    stats = continuation_stats(prompt, continuation)
+    assert stats["pitch_range"] == 110 - 62 and stats["outside_piano"] == 1.0
+    assert stats["dissonant_chord_pairs"] == pytest.approx(
+        2 / 3
+    )  # 72-71 semitone, 72-66 tritone, 71-66 fourth
+    assert 0 < stats["motif_reuse"] < 1 and stats["in_key_share"] == pytest.approx(6 / 8)
+    assert stats["repeated_4grams"] == 0.0 and stats["notes_per_second"] > 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# prompts
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_prompts_are_spread_excerpts_with_their_real_continuation():
+    assert excerpt_starts(100, 30, 3) == [0, 35, 70]
+    assert excerpt_starts(20, 30, 3) == [0]
+    assert excerpt_starts(100, 30, 1) == [0]
+    piece = ids([(3, 2, 40 + k % 50) for k in range(100)])
+    prompts = prompts_from_test_pieces(
+        {"baroque": [("p.midi", piece)], "romantic": [("short.midi", piece[:100])]}, 10, 20, 3
+    )
+    assert [p.name for p in prompts] == [f"baroque: p.midi @ note {n}" for n in (0, 35, 70)]  # short skipped
+    second = prompts[1]
+    assert second.style == "baroque" and second.piece == "p.midi"
+    assert second.ids[:4] == [127, 0, 2, 40 + 35 % 50]  # first dt reset to 0
+    assert second.ids[4:] == piece[4 * 36 : 4 * 45]
+    assert second.real_continuation == piece[4 * 45 : 4 * 65]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -91,78 +333,7 @@ def test_copy_index_agrees_with_brute_force():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# prompts
-# ----------------------------------------------------------------------------------------------------------
-
-
-def test_prompts_are_spread_excerpts_with_their_real_continuation():
-    assert excerpt_starts(100, 30, 3) == [0, 35, 70]
-    assert excerpt_starts(20, 30, 3) == [0]
-    assert excerpt_starts(100, 30, 1) == [0]
-    piece = ids([(3, 2, 40 + k % 50) for k in range(100)])
-    prompts = prompts_from_test_pieces(
-        {"baroque": [("p.midi", piece)], "romantic": [("short.midi", piece[:40])]}, 10, 20, 3
-    )
-    assert [p.name for p in prompts] == [
-        f"baroque: p.midi @ note {n}" for n in (0, 35, 70)
-    ]  # short.midi skipped
-    second = prompts[1]
-    assert second.style == "baroque" and second.ids[:4] == [127, 0, 2, 40 + 35 % 50]  # first dt reset to 0
-    assert second.ids[4:] == piece[4 * 36 : 4 * 45]
-    assert second.real_continuation == piece[4 * 45 : 4 * 65]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# classifier
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _style_pieces(seed: int, low: int, dt: int, count: int = 3) -> list[list[int]]:
-    rng = np.random.default_rng(seed)
-    return [
-        ids(
-            [
-                (int(rng.integers(0, dt)), int(rng.integers(1, 9)), int(rng.integers(low, low + 15)))
-                for _ in range(64)
-            ]
-        )
-        for _ in range(count)
-    ]
-
-
-@pytest.fixture(scope="module")
-def toy_classifier() -> StyleClassifier:
-    train = {"low": _style_pieces(0, 30, 40), "high": _style_pieces(1, 80, 4)}
-    return train_style_classifier(train, window_notes=(16,), seed=0, n_estimators=20)
-
-
-def test_classifier_separates_clear_styles_and_survives_save_load(toy_classifier, tmp_path):
-    test = {"low": _style_pieces(2, 30, 40, 2), "high": _style_pieces(3, 80, 4, 2)}
-    windows = {style: [p[: 4 * 16] for p in pieces] for style, pieces in test.items()}
-    scores = toy_classifier.score(windows, 16)
-    assert scores.accuracy == 1.0 and scores.confusion == [[2, 0], [0, 2]]
-    path = toy_classifier.save(tmp_path / "classifier.joblib")
-    loaded = StyleClassifier.load(path)
-    flat = windows["low"] + windows["high"]
-    assert loaded.predict(flat) == toy_classifier.predict(flat) == ["low", "low", "high", "high"]
-    assert np.allclose(loaded.predict_proba(flat), toy_classifier.predict_proba(flat))
-    with pytest.raises(ValueError, match="not among"):
-        toy_classifier.score({"jazz": flat}, 16)
-
-
-def test_classifier_is_cached_by_fingerprint(tmp_path):
-    train = {"low": _style_pieces(0, 30, 40), "high": _style_pieces(1, 80, 4)}
-    first = load_or_train_classifier(train, (16,), 0, tmp_path)
-    files = list(tmp_path.glob("*.joblib"))
-    assert len(files) == 1 and first.fingerprint in files[0].name
-    again = load_or_train_classifier(train, (16,), 0, tmp_path)
-    assert again.fingerprint == first.fingerprint and len(list(tmp_path.glob("*.joblib"))) == 1
-    load_or_train_classifier(train, (16,), 1, tmp_path)  # another seed: another classifier
-    assert len(list(tmp_path.glob("*.joblib"))) == 2
-
-
-# ----------------------------------------------------------------------------------------------------------
-# models
+# models, validation windows and continuations
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -227,17 +398,35 @@ def test_fp16_weights_are_evaluated_in_float32(tmp_path):
     assert load_evaluation_model(tmp_path / "fp16", "cpu").dtype == torch.float32
 
 
-def test_validation_metrics_on_a_tiny_model(models_dir):
+def test_model_window_losses_on_a_tiny_model(models_dir):
     model = load_evaluation_model(models_dir / "gigapiano-base", "cpu")
-    pieces = [ids([(k % 5, 3, 60 + k % 12) for k in range(40)]), ids([(1, 1, 50)] * 20)]
-    result = validation_metrics(model, pieces, batch_size=2)
-    assert result["num_windows"] == 3  # 16-note windows: two from the 40-note piece, one from the other
-    assert result["num_tokens"] == 3 * 63
-    assert result["perplexity"] == pytest.approx(np.exp(result["loss"]))
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["loss"] > 0
-    assert validation_metrics(model, pieces, max_windows=1)["num_windows"] == 1
+    pieces = [
+        ("a.midi", ids([(k % 5, 3, 60 + k % 12) for k in range(40)])),
+        ("b.midi", ids([(1, 1, 50)] * 20)),
+    ]
+    windows = ScoredWindows.from_pieces(pieces, 64, per_piece=None)
+    assert windows.windows.shape == (3, 64) and windows.pieces == ["a.midi", "a.midi", "b.midi"]
+    assert ScoredWindows.from_pieces(pieces, 64, per_piece=1).pieces == ["a.midi", "b.midi"]
+    nats, tokens = model_window_losses(model, windows.windows, batch_size=2)
+    logits = model(input_ids=torch.tensor(windows.windows[:1])).logits[0, :-1]
+    expected = torch.nn.functional.cross_entropy(
+        logits, torch.tensor(windows.windows[0, 1:]), reduction="sum"
+    )
+    assert nats[0] == pytest.approx(float(expected), rel=1e-4) and list(tokens) == [63, 63, 63]
     with pytest.raises(ValueError, match="full window"):
-        validation_metrics(model, [ids([(1, 1, 50)] * 3)])
+        ScoredWindows.from_pieces([("c.midi", ids([(1, 1, 50)] * 3))], 64, 2)
+
+
+def test_batched_continuations_are_valid_and_seeded(models_dir):
+    model = load_evaluation_model(models_dir / "gigapiano-base", "cpu")
+    prompts = [random_piece(seed, 4) for seed in range(3)]
+    setup = SamplingSetup(new_notes=6, seeds=(4, 5), batch_size=2)
+    first = continue_prompts(model, prompts, setup)
+    assert [(c.prompt_index, c.seed) for c in first] == [(i, s) for s in (4, 5) for i in range(3)]
+    assert all(c.well_formed and len(c.ids) == 24 for c in first)
+    assert [c.ids for c in continue_prompts(model, prompts, setup)] == [c.ids for c in first]
+    pitches = [c.ids[k] for c in first for k in range(3, 24, 4)]
+    assert all(1 <= p <= 126 for p in pitches)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -265,7 +454,7 @@ def styles_dir(tmp_path_factory) -> Path:
 
 
 def test_command_writes_a_report_with_every_section(
-    fake_maestro_root, models_dir, styles_dir, tmp_path, capsys
+    fake_maestro_root, models_dir, styles_dir, tmp_path, capsys, restore_threads
 ):
     output = tmp_path / "docs" / "evaluation.md"
     output.parent.mkdir()
@@ -274,58 +463,65 @@ def test_command_writes_a_report_with_every_section(
     )
     argv = [
         "--maestro_dir", str(fake_maestro_root), "--models_dir", str(models_dir), "--output", str(output),
-        "--styles_dir", str(styles_dir), "--cache_dir", str(tmp_path / "cache"), "--samples", "2",
-        "--prompt_notes", "8", "--new_notes", "8", "--classifier_window_notes", "16", "--seed", "5",
-        "--progress", "false", "--log_level", "warning", "--num_threads", "1",  # tiny ops: 1 is fastest
+        "--styles_dir", str(styles_dir), "--cache_dir", str(tmp_path / "cache"), "--seeds", "5", "6",
+        "--prompt_notes", "4", "--new_notes", "8", "--prompts_per_piece", "2", "--bootstrap_resamples", "50",
+        "--classifier_train_windows", "40", "--progress", "false", "--log_level", "warning",
+        "--num_threads", "1",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [
-        str(output),
-        str(output.with_suffix(".json")),
-        *(str(tmp_path / "docs" / f"evaluation_{n}.png") for n in ("hits", "overlap")),
-    ]
+    gallery = [str(tmp_path / "docs" / f"evaluation_gallery_{s}.png") for s in STYLES]
+    assert printed == [str(output), str(output.with_suffix(".json")), *gallery]
+    for png in gallery:
+        assert Path(png).read_bytes()[:4] == b"\x89PNG"
     text = output.read_text()
     assert text.startswith("# Evaluation\n\nHand-written method.") and text.rstrip().endswith("Tail.")
     assert "old numbers" not in text and text.count(BEGIN_MARKER) == 1
     for heading in (
-        "Does style fine-tuning work?", "Style classifier", "Validation loss, accuracy and perplexity",
-        "Style-hit matrix", "Feature distances", "Well-formedness", "Memorisation",
+        "Done-when checks", "Validation loss and style of the continuations", "Held-out check",
+        "Style classifier", "Musical statistics of the continuations", "Gallery",
     ):  # fmt: skip
         assert f"### {heading}" in text
-    assert "--new_notes 8" in text and "evaluation_hits.png" in text
-    assert "Real continuations classified as the style of their own piece: baroque" in text
-    for png in printed[2:]:
-        assert Path(png).read_bytes()[:4] == b"\x89PNG"
+    assert "--new_notes 8" in text and "evaluation_gallery_baroque.png" in text
+    assert text.count("**PASS**") + text.count("**FAIL**") == 3 * 3 + 1
 
     results = json.loads(output.with_suffix(".json").read_text())
-    prompts = results["prompts"]
-    assert prompts[-1]["name"] == "file: fur_elise.mid" and prompts[-1]["style"] is None
-    assert {p["style"] for p in prompts[:-1]} == set(STYLES)
-    assert set(results["validation"]) == {"base", *STYLES}
-    assert all(results["validation"][m][s]["num_windows"] > 0 for m in results["validation"] for s in STYLES)
-    assert list(results["hits"]) == ["real", "base", *STYLES]
-    for rates in results["hits"].values():
-        assert sum(rates.values()) == pytest.approx(1.0)
+    assert {p["style"] for p in results["prompts"]} == set(STYLES)
+    assert results["held_out"]["passed"] and results["held_out"]["models_without_pieces_json"]
+    assert results["loss_split"]["rachmaninoff"] == "test"  # the fake Liszt has no validation performance
+    for style in STYLES:
+        validation = results["validation"][style]
+        for row in ("ngram_base", "ngram_style", "base", "style"):
+            assert validation[row]["low"] <= validation[row]["value"] <= validation[row]["high"]
+        assert validation["ngram_style"]["value"] < math.log(128)
+        hits = results["hits"][style]
+        assert hits["continuations"] == 2 * sum(p["style"] == style for p in results["prompts"])
+        assert set(results["statistics"][style]) == {"real", "base", style}
+        assert results["statistics"][style]["base"]["outside_piano_total"] == 0
     assert results["well_formed"] == {name: 1.0 for name in ("base", *STYLES)}
-    assert set(results["verdicts"]) == set(STYLES)
-    runs = results["memorization"]["base"]["runs"]
-    assert len(runs) == 2 * len(prompts) and all(0 <= run <= 8 for run in runs)
-    assert results["classifier"][0]["window_notes"] == 16 and results["classifier"][1]["window_notes"] == 8
-    assert 0.0 <= results["distances"]["base"]["baroque"]["overlap_mean"] <= 1.0
+    assert {c["check"] for c in results["checks"]} == {"a", "b", "c"}
+    assert set(results["classifier"]["perturbations"]) == {
+        "transpose +1",
+        "transpose -1",
+        "tempo x0.67",
+        "tempo x1.5",
+    }
 
-    # The classifier alone, reusing the cached forest: one line per window length.
+    # The classifier alone: one line with its accuracy and label change rates.
     assert main([*argv, "--classifier_only"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["test windows of 16 notes", "test windows of 8 notes"]
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("test windows of 8 notes: accuracy") and "tempo x1.5" in line
 
 
 def test_command_errors_are_one_line(fake_maestro_root, models_dir, tmp_path, capsys):
     assert main(["--maestro_dir", str(fake_maestro_root), "--models_dir", str(tmp_path / "none")]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: Missing model folder(s)")
-    assert main(["--models_dir", str(models_dir), "--samples", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --samples must be at least 1, got 0."
+    assert main(["--models_dir", str(models_dir), "--seeds", "1", "1"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --seeds needs at least one seed and no repeats, got [1, 1]."
+    )
 
 
 def test_write_report_creates_or_appends_without_losing_text(tmp_path):

@@ -1,6 +1,7 @@
 """Command line of the style evaluation: `python -m gigapiano.evaluation --help`.
 
-Prints the written paths (report, JSON, plots) on stdout; progress and diagnostics go to the logger on stderr.
+Prints the written paths (report, JSON, gallery) on stdout; progress and diagnostics go to the logger on
+stderr.
 Any failure (a missing model folder, no MAESTRO, bad flags) is one `error: ...` line and exit status 1.
 """
 
@@ -18,9 +19,9 @@ from .arguments import GigaPianoEvaluationArguments
 logger = logging.getLogger("gigapiano.evaluation")
 
 EPILOG = """examples:
-  python -m gigapiano.evaluation --maestro_dir ../shared/maestro-subset/maestro-v3.0.0 --models_dir models \\
-      --output docs/evaluation.md
-  python -m gigapiano.evaluation --maestro_dir ../shared/maestro-subset/maestro-v3.0.0 --classifier_only
+  python -m gigapiano.evaluation --maestro_dir ../shared/maestro/maestro-v3.0.0 --models_dir models \\
+      --output docs/evaluation.md --num_threads 1
+  python -m gigapiano.evaluation --maestro_dir ../shared/maestro/maestro-v3.0.0 --classifier_only
 """
 
 
@@ -29,9 +30,10 @@ def parse_args(argv: list[str] | None) -> GigaPianoEvaluationArguments:
     parser = OneLineErrorParser(
         GigaPianoEvaluationArguments,
         prog="python -m gigapiano.evaluation",
-        description="Evaluate the GIGA-Piano base and style models: validation loss per style, style-hit "
-        "matrix of a music-feature classifier, feature distances to real music, well-formedness and "
-        "memorisation, written as a markdown report with plots.",
+        description="Evaluate the GIGA-Piano base and style models on composition-held-out MAESTRO "
+        "performances: validation loss beside a music n-gram baseline, the share of continuations a key- and "
+        "tempo-invariant classifier assigns to the style, musical statistics, with 95% piece-bootstrap "
+        "intervals over several seeds, written as a markdown report with a piano-roll gallery.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,21 +56,16 @@ def setup_logging(level: str) -> None:
 
 
 def write_outputs(results: dict, output: str | Path) -> list[Path]:
-    """The report (generated block), its JSON and its two plots, next to each other."""
-    from .plots import plot_feature_overlaps, plot_hit_matrix
+    """The report (generated block) and its JSON; the gallery PNGs were written by the run."""
     from .report import render_results, write_report, write_results_json
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    hits = plot_hit_matrix(results, output.with_name(f"{output.stem}_hits.png"))
-    overlap = plot_feature_overlaps(results, output.with_name(f"{output.stem}_overlap.png"))
-    block = render_results(results, {"hits": hits.name, "overlap": overlap.name})
-    return [
-        write_report(output, block),
+    paths = [
+        write_report(output, render_results(results)),
         write_results_json(output.with_suffix(".json"), results),
-        hits,
-        overlap,
     ]
+    return paths + [Path(path) for path in results.get("gallery", [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         from .runner import run_classifier_only, run_evaluation
 
         if args.classifier_only:
-            results = run_classifier_only(args, command)
-            for scores in results["classifier"]:
-                windows = sum(scores["counts"].values())
-                print(
-                    f"test windows of {scores['window_notes']} notes: accuracy {scores['accuracy']:.3f}, "
-                    f"balanced accuracy {scores['balanced_accuracy']:.3f} ({windows} windows)"
-                )
+            scores = run_classifier_only(args, command)["classifier"]
+            changes = ", ".join(
+                f"{name} {100 * p['label_change_rate']['value']:.1f}%"
+                for name, p in scores["perturbations"].items()
+            )
+            print(
+                f"test windows of {scores['window_notes']} notes: accuracy "
+                f"{scores['accuracy']['value']:.3f}, balanced accuracy "
+                f"{scores['balanced_accuracy']['value']:.3f} ({scores['windows']} windows); "
+                f"label changes: {changes}"
+            )
             return 0
         results = run_evaluation(args, command)
         paths = write_outputs(results, args.output)

@@ -1,38 +1,38 @@
-"""A style classifier over music features: which style does a window of notes sound like?
+"""The style classifier: which of the styles does a window of notes sound like, whatever its key and tempo?
 
-A random forest (scikit-learn, fixed seed, balanced class weights because the styles have different amounts
-of music) on the `music_features` vector of note windows. It trains on windows of the styles' TRAIN pieces, so
-the test pieces (whose openings are the evaluation prompts) stay unseen. It is not committed: it retrains in
-seconds, and a pickled forest is several MB, tied to one scikit-learn version and unsafe to load from an
-untrusted source. Instead the fitted classifier is cached on disk under a fingerprint of everything it
-depends on (training windows, feature code, settings, scikit-learn version) and reused while that holds.
+A random forest (scikit-learn, balanced class weights since the styles have different amounts of music) on
+the key-normalised, tempo-relative `style_features` of note windows. It is fitted on windows of the styles'
+TRAIN performances only, so the test performances (the prompts and their real continuations)
+are unseen, and it is refitted on every run (seconds), so nothing is cached and nothing is ever unpickled.
+
+`score_classifier` also measures what the features promise: the share of held-out windows whose label changes
+when the window is transposed by a semitone or played at 0.67x / 1.5x the tempo (every dt and duration scaled
+and rounded to the token grid). A classifier that read key or tempo would change its mind there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-import joblib
 import numpy as np
-import sklearn
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 
 from gigapiano.data import make_windows
 
-from .features import METRIC_DIR, feature_matrix, feature_names
+from .bootstrap import DEFAULT_RESAMPLES, piece_bootstrap
+from .invariant_features import STYLE_FEATURE_NAMES, scale_tempo, style_feature_matrix, transpose
 
 logger = logging.getLogger(__name__)
 
-#: Notes per classifier window: 1024 tokens, the upstream model's context.
-DEFAULT_WINDOW_NOTES = 256
-_FORMAT = 1
+#: The label-change checks: name -> transformation of a window.
+PERTURBATIONS: dict[str, Callable[[Sequence[int]], list[int]]] = {
+    "transpose +1": lambda ids: transpose(ids, 1),
+    "transpose -1": lambda ids: transpose(ids, -1),
+    "tempo x0.67": lambda ids: scale_tempo(ids, 0.67),
+    "tempo x1.5": lambda ids: scale_tempo(ids, 1.5),
+}
 
 
 def note_windows(pieces: Sequence[Sequence[int]], window_notes: int, stride_notes: int | None = None) -> list:
@@ -49,27 +49,48 @@ def note_windows(pieces: Sequence[Sequence[int]], window_notes: int, stride_note
     stride = window_notes if stride_notes is None else stride_notes
     windows = []
     for ids in pieces:
-        windows += [window for _, window in make_windows(list(ids), 4 * window_notes, 4 * stride)]
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # Python ints: small, and JSON-able
+        windows += [window for _, window in make_windows(ids, 4 * window_notes, 4 * stride)]
     return windows
 
 
+def evenly(items: list, limit: int | None) -> list:
+    """At most `limit` items, spread evenly over the list (all of them when `limit` is None)."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
+    return [items[i] for i in picks]
+
+
 @dataclass
-class ClassifierScores:
-    """How well the classifier recognises real windows.
+class LabelledWindows:
+    """Windows with their style and the piece they come from (for the bootstrap over pieces)."""
 
-    Attributes:
-        window_notes: Notes per scored window.
-        accuracy: Share of windows classified as their style.
-        balanced_accuracy: Mean of the per-style recalls (the styles have different window counts).
-        confusion: `confusion[i][j]` = windows of style i classified as style j.
-        counts: Windows per style.
-    """
+    windows: list[list[int]]
+    styles: list[str]
+    pieces: list[str]
 
-    window_notes: int
-    accuracy: float
-    balanced_accuracy: float
-    confusion: list[list[int]]
-    counts: dict[str, int] = field(default_factory=dict)
+    @classmethod
+    def from_pieces(
+        cls,
+        pieces: Mapping[str, Sequence[tuple[str, Sequence[int]]]],
+        window_notes: int,
+        stride_notes: int | None = None,
+        max_per_style: int | None = None,
+    ) -> LabelledWindows:
+        """Windows of every style's `(name, ids)` pieces, at most `max_per_style` per style, evenly spread."""
+        result = cls([], [], [])
+        for style, named in pieces.items():
+            entries = [
+                (name, window)
+                for name, ids in named
+                for window in note_windows([ids], window_notes, stride_notes)
+            ]
+            for name, window in evenly(entries, max_per_style):
+                result.windows.append(window)
+                result.styles.append(style)
+                result.pieces.append(name)
+        return result
 
 
 @dataclass
@@ -79,197 +100,117 @@ class StyleClassifier:
     Attributes:
         styles: Class names, in the order of `predict_proba` columns.
         forest: The fitted scikit-learn model.
-        window_notes: Window lengths (notes) it was trained on.
-        feature_names: Names of the features it expects (checked when loading).
-        fingerprint: Hash of its training inputs (see `classifier_fingerprint`).
+        window_notes: Length (notes) of its training windows.
     """
 
     styles: list[str]
     forest: RandomForestClassifier
-    window_notes: list[int]
-    feature_names: list[str]
-    fingerprint: str = ""
+    window_notes: int
 
     def predict(self, sequences: Sequence[Sequence[int]]) -> list[str]:
         """The most likely style of each id sequence."""
         if not sequences:
             return []
-        return [self.styles[i] for i in self.forest.predict(feature_matrix(sequences))]
+        return [self.styles[i] for i in self.forest.predict(style_feature_matrix(sequences))]
 
     def predict_proba(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """`(n, len(styles))` style probabilities of each id sequence."""
-        return self.forest.predict_proba(feature_matrix(sequences))
-
-    def score(
-        self, windows_by_style: Mapping[str, Sequence[Sequence[int]]], window_notes: int
-    ) -> ClassifierScores:
-        """Accuracy and confusion matrix on labelled windows (e.g. the test pieces' windows).
-
-        Args:
-            windows_by_style: Style -> its windows (styles unknown to the classifier are an error).
-            window_notes: Their length, recorded in the result.
-
-        Returns:
-            The scores.
-        """
-        unknown = sorted(set(windows_by_style) - set(self.styles))
-        if unknown:
-            raise ValueError(f"Styles {unknown} are not among the classifier's styles {self.styles}.")
-        truth, sequences = [], []
-        for style, windows in windows_by_style.items():
-            truth += [self.styles.index(style)] * len(windows)
-            sequences += list(windows)
-        if not sequences:
-            raise ValueError("No windows to score; the pieces are shorter than one window.")
-        predicted = self.forest.predict(feature_matrix(sequences))
-        labels = list(range(len(self.styles)))
-        return ClassifierScores(
-            window_notes=window_notes,
-            accuracy=float(np.mean(np.asarray(truth) == predicted)),
-            balanced_accuracy=float(balanced_accuracy_score(truth, predicted)),
-            confusion=confusion_matrix(truth, predicted, labels=labels).tolist(),
-            counts={style: len(windows) for style, windows in windows_by_style.items()},
-        )
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Writes the classifier with joblib (a pickle: load only files you made)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "format": _FORMAT,
-            "sklearn_version": sklearn.__version__,
-            "styles": self.styles,
-            "forest": self.forest,
-            "window_notes": self.window_notes,
-            "feature_names": self.feature_names,
-            "fingerprint": self.fingerprint,
-        }
-        joblib.dump(state, path, compress=3)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> StyleClassifier:
-        """Reads a classifier written by `save`.
-
-        Raises:
-            FileNotFoundError: No file at `path`.
-            ValueError: It was written by another scikit-learn version or for other features (retrain it).
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No style classifier at {path}; train one (drop --classifier_path).")
-        state: dict[str, Any] = joblib.load(path)
-        if state.get("format") != _FORMAT or state.get("sklearn_version") != sklearn.__version__:
-            raise ValueError(
-                f"{path} was saved by scikit-learn {state.get('sklearn_version')} (this is "
-                f"{sklearn.__version__}); retrain it with --retrain_classifier."
-            )
-        if state["feature_names"] != feature_names():
-            raise ValueError(f"{path} was fitted on other music features; retrain with --retrain_classifier.")
-        keys = ("styles", "forest", "window_notes", "feature_names", "fingerprint")
-        return cls(*(state[key] for key in keys))
+        return self.forest.predict_proba(style_feature_matrix(sequences))
 
 
-def classifier_fingerprint(
-    train_pieces: Mapping[str, Sequence[Sequence[int]]], window_notes: Sequence[int], seed: int
-) -> str:
-    """A hash of everything a fitted classifier depends on: the training ids, the window lengths, the seed,
-    the feature code and the scikit-learn version."""
-    digest = hashlib.sha256()
-    digest.update(repr((_FORMAT, list(window_notes), seed, sklearn.__version__)).encode())
-    digest.update((METRIC_DIR / "music_features.py").read_bytes())
-    for style in sorted(train_pieces):
-        digest.update(style.encode())
-        for ids in train_pieces[style]:
-            digest.update(np.asarray(ids, dtype=np.int16).tobytes())
-            digest.update(b"|")
-    return digest.hexdigest()[:16]
-
-
-def train_style_classifier(
-    train_pieces: Mapping[str, Sequence[Sequence[int]]],
-    window_notes: Sequence[int] = (DEFAULT_WINDOW_NOTES,),
-    seed: int = 0,
-    n_estimators: int = 300,
-) -> StyleClassifier:
-    """Fits a classifier on half-overlapping windows of each style's training pieces.
-
-    Args:
-        train_pieces: Style -> token ids of its training pieces.
-        window_notes: Window lengths in notes; windows of every length are pooled, so the classifier also
-            judges sequences shorter than the 256-note default (such as 128-note continuations) well.
-        seed: Random seed of the forest.
-        n_estimators: Trees in the forest.
-
-    Returns:
-        The fitted classifier.
+def train_style_classifier(train: LabelledWindows, seed: int = 0, n_estimators: int = 200) -> StyleClassifier:
+    """Fits the forest on labelled training windows.
 
     Raises:
-        ValueError: Fewer than two styles, or a style without a single window.
+        ValueError: Fewer than two styles have a window.
     """
-    if len(train_pieces) < 2:
-        raise ValueError(f"A style classifier needs at least two styles, got {list(train_pieces)}.")
-    styles = list(train_pieces)
-    features, labels = [], []
-    for label, style in enumerate(styles):
-        windows = []
-        for notes in window_notes:
-            windows += note_windows(train_pieces[style], notes, notes // 2 or 1)
-        if not windows:
-            raise ValueError(
-                f"Style {style!r} has no training window of {list(window_notes)} notes; its pieces are too "
-                "short."
-            )
-        features.append(feature_matrix(windows))
-        labels += [label] * len(windows)
+    styles = list(dict.fromkeys(train.styles))
+    if len(styles) < 2:
+        raise ValueError(f"A style classifier needs windows of at least two styles, got {styles}.")
+    features = style_feature_matrix(train.windows)
+    labels = np.asarray([styles.index(style) for style in train.styles])
     forest = RandomForestClassifier(
         n_estimators=n_estimators, min_samples_leaf=2, class_weight="balanced", random_state=seed, n_jobs=1
     )
-    forest.fit(np.concatenate(features), np.asarray(labels))
-    logger.info("Style classifier fitted on %d windows (%s).", len(labels), ", ".join(styles))
-    fingerprint = classifier_fingerprint(train_pieces, window_notes, seed)
-    return StyleClassifier(styles, forest, list(window_notes), feature_names(), fingerprint)
+    forest.fit(features, labels)
+    logger.info(
+        "Style classifier fitted on %d windows (%s) with %d features.",
+        len(labels),
+        ", ".join(f"{train.styles.count(s)} {s}" for s in styles),
+        len(STYLE_FEATURE_NAMES),
+    )
+    window_notes = len(train.windows[0]) // 4 if train.windows else 0
+    return StyleClassifier(styles, forest, window_notes)
 
 
-def load_or_train_classifier(
-    train_pieces: Mapping[str, Sequence[Sequence[int]]],
-    window_notes: Sequence[int],
-    seed: int,
-    cache_dir: str | os.PathLike,
-    retrain: bool = False,
-) -> StyleClassifier:
-    """The cached classifier for these inputs, or a freshly trained one (then cached).
-
-    Args:
-        train_pieces: Style -> token ids of its training pieces.
-        window_notes: Window lengths in notes.
-        seed: Forest seed.
-        cache_dir: Folder of cached classifiers (one file per fingerprint).
-        retrain: Ignore a cached classifier.
+def score_classifier(
+    classifier: StyleClassifier,
+    test: LabelledWindows,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Accuracy on held-out windows (with piece-bootstrap intervals) and its robustness.
 
     Returns:
-        The classifier.
+        `windows`, `accuracy`, `balanced_accuracy` (mean per-style recall), `recall` per style (each an
+        estimate dict), `confusion` (`[true][predicted]` counts), `counts` per style and `perturbations`:
+        per transformation the accuracy and the label change rate (share of windows whose label changes).
     """
-    fingerprint = classifier_fingerprint(train_pieces, window_notes, seed)
-    path = Path(cache_dir) / f"style-classifier-{fingerprint}.joblib"
-    if path.is_file() and not retrain:
-        try:
-            classifier = StyleClassifier.load(path)
-            logger.info("Loaded the cached style classifier %s.", path)
-            return classifier
-        except (ValueError, OSError, EOFError) as error:
-            logger.warning("Ignoring the cached classifier %s (%s); retraining.", path, error)
-    classifier = train_style_classifier(train_pieces, window_notes, seed)
-    classifier.save(path)
-    return classifier
+    if not test.windows:
+        raise ValueError("No held-out windows to score the classifier on.")
+    predicted = classifier.predict(test.windows)
+    hits = [float(p == s) for p, s in zip(predicted, test.styles, strict=True)]
+    recall = {}
+    for style in classifier.styles:
+        chosen = [i for i, s in enumerate(test.styles) if s == style]
+        recall[style] = piece_bootstrap(
+            [test.pieces[i] for i in chosen], [hits[i] for i in chosen], resamples=resamples, seed=seed
+        ).to_dict()
+    # balanced accuracy: weight each window by 1 / (windows of its style), so every style counts equally
+    weights = [1.0 / test.styles.count(s) / len(set(test.styles)) for s in test.styles]
+    balanced = piece_bootstrap(
+        test.pieces,
+        [h * w for h, w in zip(hits, weights, strict=True)],
+        weights,
+        resamples=resamples,
+        seed=seed,
+    )
+    index = {style: i for i, style in enumerate(classifier.styles)}
+    confusion = np.zeros((len(index), len(index)), dtype=int)
+    for truth, guess in zip(test.styles, predicted, strict=True):
+        confusion[index[truth], index[guess]] += 1
+    perturbations = {}
+    for name, transform in PERTURBATIONS.items():
+        changed = classifier.predict([transform(ids) for ids in test.windows])
+        perturbations[name] = {
+            "accuracy": float(np.mean([c == s for c, s in zip(changed, test.styles, strict=True)])),
+            "label_change_rate": piece_bootstrap(
+                test.pieces,
+                [float(c != p) for c, p in zip(changed, predicted, strict=True)],
+                resamples=resamples,
+                seed=seed,
+            ).to_dict(),
+        }
+    return {
+        "window_notes": len(test.windows[0]) // 4,
+        "windows": len(test.windows),
+        "pieces": len(set(test.pieces)),
+        "accuracy": piece_bootstrap(test.pieces, hits, resamples=resamples, seed=seed).to_dict(),
+        "balanced_accuracy": balanced.to_dict(),
+        "recall": recall,
+        "confusion": confusion.tolist(),
+        "counts": {style: test.styles.count(style) for style in classifier.styles},
+        "perturbations": perturbations,
+    }
 
 
 __all__ = [
-    "DEFAULT_WINDOW_NOTES",
-    "ClassifierScores",
+    "PERTURBATIONS",
+    "LabelledWindows",
     "StyleClassifier",
-    "classifier_fingerprint",
-    "load_or_train_classifier",
+    "evenly",
     "note_windows",
+    "score_classifier",
     "train_style_classifier",
 ]

@@ -1,7 +1,16 @@
-"""Continuations of the evaluation prompts, through the same generation library that `generate.py` uses.
+"""Continuations of the evaluation prompts, many prompts and seeds per batch, on the library's grammar path.
 
-Every model continues every prompt with the same settings, and prompt `i` always uses seed `seed + i`, so the
-models differ only in their weights. The variations of one prompt are sampled as one batch.
+All prompts have the same number of notes (they are excerpts of the test performances), so the rows of one
+batch are aligned: every row is a prompt, and one `generate()` call samples all its new tokens on the
+library's preallocated key/value cache (`gigapiano.generation.cache`), with the library's
+`NoteStructureLogitsProcessor` (its default ranges: valid `<sep> dt dur pitch` notes, and whatever pitch
+range the library enforces by default), the library's `SamplingOptions` and, on the CPU, its packed linear
+layers. Separators come out of the processor with probability 1, exactly as the library's `sample_notes`
+appends them. A prompt plus its continuation that does not fit the model's context falls back to the
+library's sliding-window `sample_notes`, one prompt at a time.
+
+Seeds: for seed `s`, `torch.manual_seed(s)` is set before the batches of that seed, so every model draws its
+continuations of seed `s` from the same random stream, and a run is reproducible.
 """
 
 from __future__ import annotations
@@ -12,33 +21,38 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
 
-from gigapiano.generation import GenerationSettings, generate_continuation, is_well_formed
-
-from .prompts import EvaluationPrompt
+from gigapiano.generation import NoteStructureLogitsProcessor, SamplingOptions, is_well_formed, sample_notes
+from gigapiano.generation.cache import preallocated_cache
+from gigapiano.generation.cpu_linear import packed_linears
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingSetup:
     """How continuations are sampled (identical for every model).
 
     Attributes:
         new_notes: Notes generated after each prompt.
-        samples: Continuations per prompt (one batch of variations).
-        seed: Prompt `i` uses seed `seed + i`.
+        seeds: One continuation of every prompt per seed.
         temperature: Sampling temperature (1.0 = the model's distribution).
         top_k: Top-k filter (0 = off).
         top_p: Nucleus filter (1.0 = off).
+        batch_size: Rows (prompt x seed) per `generate()` call.
     """
 
     new_notes: int = 128
-    samples: int = 2
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    batch_size: int = 64
+
+    @property
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(self.temperature, self.top_k, self.top_p)
 
 
 @dataclass
@@ -47,54 +61,90 @@ class Continuation:
 
     Attributes:
         prompt_index: Index of its prompt.
-        sample: Which variation of that prompt.
-        seed: Seed of the batch it came from.
-        ids: The new ids only (without the prompt), as sampled.
-        well_formed: Whether `ids` parse as whole `127, dt, dur, pitch` notes with legal values.
+        seed: Its seed.
+        ids: The new ids only (without the prompt).
+        well_formed: Whether `ids` parse as whole notes with legal values.
     """
 
     prompt_index: int
-    sample: int
     seed: int
     ids: list[int]
     well_formed: bool
 
 
+def _batched(
+    model: torch.nn.Module, prompts: list[list[int]], new_tokens: int, setup: SamplingSetup
+) -> list[list[int]]:
+    """New ids of aligned prompts (same length, each ending on a pitch) in one cached `generate()`."""
+    device = model.device
+    rows = torch.tensor(prompts, dtype=torch.long, device=device)
+    processor = NoteStructureLogitsProcessor(rows.shape[1])
+    cache = preallocated_cache(model.config.num_hidden_layers, int(model.config.max_position_embeddings))
+    with packed_linears(model, rows.shape[0]):
+        output = model.generate(
+            rows,
+            attention_mask=torch.ones_like(rows),  # the separator doubles as pad id: never infer a mask
+            cache=cache,
+            generation_config=setup.sampling.generation_config(new_tokens),
+            logits_processor=LogitsProcessorList([processor]),
+        )
+    return output[:, rows.shape[1] :].cpu().tolist()
+
+
+@torch.no_grad()
 def continue_prompts(
     model: torch.nn.Module,
-    prompts: Sequence[EvaluationPrompt],
+    prompts: Sequence[Sequence[int]],
     setup: SamplingSetup,
     show_progress: bool = False,
     description: str = "generating",
 ) -> list[Continuation]:
-    """Generates `setup.samples` continuations of every prompt with one model.
+    """Continues every prompt once per seed.
 
     Args:
         model: A GIGA-Piano causal LM in eval mode.
-        prompts: The prompts.
+        prompts: Token ids of the prompts; each starts on a separator and ends on a pitch.
         setup: Sampling settings.
-        show_progress: Show a tqdm bar over prompts.
+        show_progress: Show a tqdm bar over batches.
         description: Label of the progress bar.
 
     Returns:
-        The continuations, prompt by prompt, sample by sample.
+        The continuations, seed by seed, prompt by prompt.
     """
-    settings = GenerationSettings(
-        mode="continue",
-        max_new_notes=setup.new_notes,
-        temperature=setup.temperature,
-        top_k=setup.top_k,
-        top_p=setup.top_p,
-        num_variations=setup.samples,
-    )
-    continuations = []
-    for index, prompt in enumerate(tqdm(prompts, desc=description, unit="prompt", disable=not show_progress)):
-        seed = setup.seed + index
-        result = generate_continuation(model, prompt.ids, settings, seed=seed)
-        for sample, piece in enumerate(result.pieces):
-            new_ids = list(piece[len(result.prompt_ids) :])
-            continuations.append(Continuation(index, sample, seed, new_ids, is_well_formed(new_ids)))
-    return continuations
+    model.eval()
+    context = int(model.config.max_position_embeddings)
+    new_tokens = 4 * setup.new_notes
+    lengths = {len(p) for p in prompts}
+    aligned = len(lengths) == 1 and lengths.pop() + new_tokens <= context
+    if not aligned:
+        logger.warning(
+            "Prompts of unequal length or longer than the context with their continuation: generating one "
+            "prompt at a time with the library's sliding window (slower)."
+        )
+    results: list[Continuation] = []
+    batches = [
+        (seed, start)
+        for seed in setup.seeds
+        for start in range(0, len(prompts), setup.batch_size if aligned else 1)
+    ]
+    current_seed = None
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # leave the caller's random state alone
+        for seed, start in tqdm(
+            batches, desc=description, unit="batch", disable=not show_progress, leave=False
+        ):
+            if seed != current_seed:
+                torch.manual_seed(seed)
+                current_seed = seed
+            chunk = [list(p) for p in prompts[start : start + (setup.batch_size if aligned else 1)]]
+            if aligned:
+                new = _batched(model, chunk, new_tokens, setup)
+            else:
+                ids, _ = sample_notes(model, chunk[0], setup.new_notes, sampling=setup.sampling)
+                new = ids.tolist()
+            for offset, ids in enumerate(new):
+                results.append(Continuation(start + offset, seed, ids, is_well_formed(ids)))
+    return results
 
 
 __all__ = ["Continuation", "SamplingSetup", "continue_prompts"]

@@ -2,6 +2,7 @@
 
 `docs/evaluation.md` holds the method (written by people) and, between `BEGIN_MARKER` and `END_MARKER`, the
 results (written by `python -m gigapiano.evaluation`). Re-running the command replaces only that block.
+Every number in the block comes from the results dict; nothing is typed in.
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import REAL_ROW
-from .features import distance_feature_names
 from .models import BASE_NAME
+from .musicstats import COPY_STAT
 
 BEGIN_MARKER = (
     "<!-- BEGIN GENERATED RESULTS: written by `python -m gigapiano.evaluation`; edits here are lost -->"
 )
 END_MARKER = "<!-- END GENERATED RESULTS -->"
 
+STAT_HEADERS = {
+    "notes_per_second": "notes/s",
+    "pitch_range": "pitch range",
+    "polyphony": "polyphony",
+    "in_key_share": "in key",
+    "motif_reuse": "motif reuse",
+    "repeated_4grams": "repeated 4-grams",
+    "dissonant_chord_pairs": "semitone/tritone in chords",
+    COPY_STAT: "longest copied run",
+}
+
 
 def row_label(row: str) -> str:
-    """Display name of a table row: the model folder's name, or `real continuations`."""
+    """Display name of a row: the model folder's name, or `real continuations`."""
     return "real continuations" if row == REAL_ROW else f"gigapiano-{row}"
 
 
@@ -38,6 +50,15 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def est(estimate: dict, digits: int = 3, scale: float = 1.0, signed: bool = False) -> str:
+    """`value [low, high]` of an estimate dict."""
+    if estimate is None or estimate.get("pieces", 0) == 0:
+        return "n/a"
+    sign = "+" if signed else ""
+    value, low, high = (scale * estimate[k] for k in ("value", "low", "high"))
+    return f"{value:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -47,192 +68,230 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _settings(results: dict[str, Any]) -> str:
     args = results["run"]["arguments"]
+    data = results["data"]
+    styles = results["styles"]
+    splits = "; ".join(
+        f"{s}: {data[s]['train']} train / {data[s]['validation']} validation / {data[s]['test']} test"
+        for s in styles
+    )
     prompts = results["prompts"]
-    from_tests = [p for p in prompts if p["style"] is not None]
-    by_style = ", ".join(f"{sum(p['style'] == s for p in from_tests)} {s}" for s in results["styles"])
-    files = [p["name"].removeprefix("file: ") for p in prompts if p["style"] is None]
-    extra = f", plus {', '.join(files)}" if files else ""
-    last_seed = args["seed"] + len(prompts) - 1
+    by_style = ", ".join(f"{sum(p['style'] == s for p in prompts)} {s}" for s in styles)
+    windows = ", ".join(
+        f"{results['validation'][s]['windows']} {s}"
+        + (
+            f" (from its {split} performances)"
+            if (split := results["loss_split"].get(s)) != "validation"
+            else ""
+        )
+        for s in styles
+    )
+    contexts = ", ".join(f"{row_label(k)} {v}" for k, v in results["contexts"].items())
+    seeds = ", ".join(map(str, args["seeds"]))
     return (
-        f"{len(prompts)} prompts of {args['prompt_notes']} notes ({len(from_tests)} excerpts of the test "
-        f"pieces: {by_style}{extra}); every model continues every prompt {args['samples']} times with "
-        f"{args['new_notes']} new notes (temperature {args['temperature']}, top-k {args['top_k']}, top-p "
-        f"{args['top_p']}; prompt i uses seed {args['seed']} + i, seeds {args['seed']}..{last_seed})."
+        f"Performances (pieces=all, composition-safe MAESTRO split): {splits}; the base style "
+        f"`{args['base_style']}` has {data[args['base_style']]['train']} training performances. "
+        f"Validation windows of the models' context ({contexts} tokens), at most "
+        f"{args['windows_per_piece']} per performance: {windows}. Prompts: {len(prompts)} excerpts of "
+        f"{args['prompt_notes']} notes from the test performances ({by_style}; "
+        f"{args['prompts_per_piece']} per performance), each continued with {args['new_notes']} new notes "
+        f"once per seed ({seeds}): the base model continues every prompt, a style model its own style's. "
+        f"Sampling: temperature {args['temperature']}, top-k {args['top_k']}, top-p {args['top_p']}, "
+        "grammar-constrained. Intervals: 95% bootstrap over performances "
+        f"({args['bootstrap_resamples']} resamples, seed {args['bootstrap_seed']}); differences paired."
     )
 
 
-def _verdicts(results: dict[str, Any]) -> str:
+def _checks(results: dict[str, Any]) -> str:
+    lines = [
+        f"- **{'PASS' if c['passed'] else 'FAIL'}** ({c['check']}) {c['style']}: {c['detail']}"
+        for c in results["checks"]
+    ]
+    held = results["held_out"]
+    lines.append(
+        f"- **{'PASS' if held['passed'] else 'FAIL'}** held-out: "
+        + (
+            "no validation or test performance shares a composition with any training performance"
+            if held["passed"]
+            else f"{len(held['overlaps'])} held-out performances share a composition with training data"
+        )
+        + f" ({sum(held['held_out_files'].values())} held-out performances checked against "
+        f"{len(held['training_files'])} training lists)"
+    )
+    return "\n".join(lines)
+
+
+def _held_out(results: dict[str, Any]) -> str:
+    held = results["held_out"]
+    sources = ", ".join(f"`{source}` ({count})" for source, count in held["training_files"].items())
+    text = f"Training lists checked (files): {sources}."
+    if held.get("models_without_pieces_json"):
+        missing = ", ".join(held["models_without_pieces_json"])
+        text += f" Model folders without `pieces.json` (not checkable): {missing}."
+    if held["overlaps"]:
+        rows = [[o["held_out"], o["file"], o["source"], o["training_file"]] for o in held["overlaps"][:20]]
+        text += "\n\n" + table(["held out", "file", "training source", "same composition"], rows)
+    return text
+
+
+def _headline(results: dict[str, Any]) -> str:
     rows = []
-    for style, verdict in results["verdicts"].items():
+    for style in results["styles"]:
+        v = results["validation"][style]
         rows.append(
             [
                 style,
-                fmt(verdict["base_loss"]),
-                fmt(verdict["style_loss"]),
-                fmt(verdict["loss_lower"]),
-                fmt(verdict["base_hits"]),
-                fmt(verdict["style_hits"]),
-                fmt(verdict["hits_higher"]),
-                fmt(verdict["passed"]),
+                est(v["ngram_base"]),
+                est(v["base"]),
+                est(v["ngram_style"]),
+                est(v["style"]),
+                est(v["style_minus_base"], signed=True),
+                est(v["style_minus_ngram"], signed=True),
             ]
         )
-    header = [
-        "style",
-        "val. loss, base",
-        "val. loss, style model",
-        "lower",
-        "classified as the style: base",
-        "style model",
-        "higher",
-        "passed",
-    ]
-    failed = [style for style, verdict in results["verdicts"].items() if not verdict["passed"]]
-    summary = (
-        "Every style passes both checks."
-        if not failed
-        else f"**Not passed: {', '.join(failed)}** (see the tables below for where it falls short)."
+    loss = table(
+        [
+            "style",
+            "n-gram (base data)",
+            "gigapiano-base",
+            "n-gram (base + style data)",
+            "style model",
+            "style − base (paired)",
+            "style − its n-gram (paired)",
+        ],
+        rows,
     )
-    return table(header, rows) + "\n\n" + summary
+    rows = []
+    for style in results["styles"]:
+        h = results["hits"][style]
+        rows.append(
+            [
+                style,
+                h["continuations"],
+                est(h["real"], 1, 100),
+                est(h["base"], 1, 100),
+                est(h["style"], 1, 100),
+                est(h["style_minus_base"], 1, 100, signed=True),
+            ]
+        )
+    hits = table(
+        [
+            "style",
+            "continuations",
+            "real continuations",
+            "gigapiano-base",
+            "style model",
+            "style − base (points)",
+        ],
+        rows,
+    )
+    seeds = []
+    for style, by_row in results["hits_by_seed"].items():
+        for row, by_seed in by_row.items():
+            seeds.append(
+                f"{style} / {row_label(row)}: "
+                + ", ".join(f"seed {s} {100 * v:.1f}%" for s, v in by_seed.items())
+            )
+    return (
+        "Validation loss in nats per token (every token of a window after its first, separators included; "
+        "the same windows for every column):\n\n"
+        + loss
+        + "\n\nShare (%) of the continuations of the style's test prompts classified as the style (real "
+        "continuations: the 128 real notes after each prompt):\n\n"
+        + hits
+        + "\n\nPer seed: "
+        + "; ".join(seeds)
+        + "."
+    )
 
 
 def _classifier(results: dict[str, Any]) -> str:
+    c = results["classifier"]
     styles = results["styles"]
-    parts = []
-    for scores in results["classifier"]:
-        notes = scores["window_notes"]
-        counts = ", ".join(f"{scores['counts'][s]} {s}" for s in styles)
-        parts.append(
-            f"- windows of {notes} notes ({4 * notes} tokens): accuracy **{fmt(scores['accuracy'])}**, "
-            f"balanced accuracy {fmt(scores['balanced_accuracy'])} ({counts} test windows)"
-        )
-    first = results["classifier"][0]
-    confusion = table(
-        [f"true \\ predicted ({first['window_notes']} notes)", *styles],
-        [[style, *row] for style, row in zip(styles, first["confusion"], strict=True)],
+    train = ", ".join(f"{c['train_windows'][s]} {s}" for s in styles)
+    counts = ", ".join(f"{c['counts'][s]} {s}" for s in styles)
+    text = (
+        f"Fitted on {sum(c['train_windows'].values())} half-overlapping windows of {c['window_notes']} notes "
+        f"from the TRAIN performances ({train}); scored on {c['windows']} non-overlapping windows of the "
+        f"{c['pieces']} TEST performances ({counts}): accuracy **{est(c['accuracy'], 1, 100)}%**, "
+        "balanced accuracy "
+        f"{est(c['balanced_accuracy'], 1, 100)}%; recall "
+        + ", ".join(f"{s} {est(c['recall'][s], 1, 100)}%" for s in styles)
+        + ".\n\n"
     )
-    return "\n".join(parts) + "\n\n" + confusion
-
-
-def _validation(results: dict[str, Any]) -> str:
-    styles = results["styles"]
-    rows = []
-    for model, by_style in results["validation"].items():
-        cells = [
-            f"{fmt(m['loss'])} / {fmt(m['accuracy'])} / {fmt(m['perplexity'], 2)}"
-            for m in (by_style[s] for s in styles)
-        ]
-        rows.append([row_label(model), *cells])
-    header = ["model", *(f"{s}: loss / acc. / ppl." for s in styles)]
-    return table(header, rows)
-
-
-def _hits(results: dict[str, Any], plot: str | None) -> str:
-    styles = results["styles"]
-    rows = [[row_label(row), *(fmt(rates[s]) for s in styles)] for row, rates in results["hits"].items()]
-    text = table(["generated by \\ classified as", *styles], rows)
-    by_prompt = results["hits_by_prompt_style"]
-    groups = list(by_prompt.get(BASE_NAME, {}))
-    detail = []
-    for style in styles:
-        cells = []
-        for group in groups:
-            base = by_prompt[BASE_NAME].get(group, {}).get(style)
-            own = by_prompt[style].get(group, {}).get(style)
-            cells.append(f"{fmt(base)} → {fmt(own)}")
-        detail.append([style, *cells])
+    text += table(
+        ["true \\ predicted", *styles], [[s, *row] for s, row in zip(styles, c["confusion"], strict=True)]
+    )
+    rows = [
+        [name, f"{100 * p['accuracy']:.1f}%", est(p["label_change_rate"], 1, 100)]
+        for name, p in c["perturbations"].items()
+    ]
     text += (
-        "\n\nShare of continuations classified as the style, by the prompt's origin (base model → style "
-        "model; `file` = extra prompt files):\n\n"
-        + table(["style", *(f"{g} prompts" for g in groups)], detail)
+        "\n\nRobustness on the same test windows (label change rate = share of windows whose predicted style "
     )
-    real = by_prompt.get(REAL_ROW, {})
-    if real:
-        own = ", ".join(f"{style} {fmt(real.get(style, {}).get(style))}" for style in styles)
-        text += f"\n\nReal continuations classified as the style of their own piece: {own}."
-    if plot:
-        text = f"![Style-hit matrix]({plot})\n\n" + text
+    text += "changes):\n\n" + table(["perturbation", "accuracy", "label change rate (%)"], rows)
     return text
 
 
-def _distances(results: dict[str, Any], plot: str | None) -> str:
-    styles = results["styles"]
-    distances = results["distances"]
-    rows = [
-        [row_label(row), *(fmt(by_style.get(s, {}).get("overlap_mean")) for s in styles)]
-        for row, by_style in distances.items()
-    ]
-    text = (
-        "Mean overlapping area over the features (1 = same distribution as the style's real test music):\n\n"
+def _statistics(results: dict[str, Any]) -> str:
+    parts = []
+    stats = results["statistics"]
+    for style in results["styles"]:
+        rows = []
+        for row in (REAL_ROW, BASE_NAME, style):
+            entry = stats[style][row]
+            cells = [row_label(row), entry["continuations"]]
+            cells += [est(entry[name], 2) for name in STAT_HEADERS]
+            cells.append(entry["outside_piano_total"])
+            rows.append(cells)
+        header = ["continuations of", "n", *STAT_HEADERS.values(), "notes outside 21..108"]
+        parts.append(f"**{style}** prompts:\n\n" + table(header, rows))
+    return "\n\n".join(parts)
+
+
+def _gallery(results: dict[str, Any]) -> str:
+    if not results.get("gallery"):
+        return "No gallery (`--gallery_prompts 0`)."
+    images = [f"![{Path(path).stem}]({Path(path).name})" for path in results["gallery"]]
+    return (
+        "Blue: the prompt; orange: the continuation. Top: the real continuation; middle: gigapiano-base; "
+        "bottom: the style model (first seed). The images lie next to this report.\n\n" + "\n\n".join(images)
     )
-    text += table(["continuations of \\ compared with", *styles], rows)
-    header, detail = ["feature"], []
-    for style in styles:
-        header += [f"{style}: base", f"{style}: style model", f"{style}: real"]
-    for feature in distance_feature_names():
-        cells = [feature]
-        for style in styles:
-            for row in (BASE_NAME, style, REAL_ROW):
-                cells.append(fmt(distances.get(row, {}).get(style, {}).get(f"{feature}_overlap")))
-        detail.append(cells)
-    text += "\n\nPer feature, each style's real test music against the base model, the style's own model and "
-    text += "the real continuations:\n\n" + table(header, detail)
-    if plot:
-        text += f"\n\n![Per-feature overlap with each style]({plot})"
-    return text
 
 
-def _well_formed(results: dict[str, Any]) -> str:
-    rows = [[row_label(model), fmt(rate)] for model, rate in results["well_formed"].items()]
-    return table(["model", "well-formed continuations"], rows)
-
-
-def _memorization(results: dict[str, Any]) -> str:
-    rows = [
-        [row_label(row), fmt(m["mean"], 1), fmt(m["median"], 1), fmt(m["max"]), m["max_source"] or "n/a"]
-        for row, m in results["memorization"].items()
-    ]
-    key = results["run"]["arguments"]["copy_key"].replace("_", ", ")
-    text = (
-        f"Longest run of consecutive notes (equal in {key}) that a continuation shares with a training piece "
-        "of its model's style (the base model: all three styles; real continuations: their own style), in "
-        "notes:\n\n"
-    )
-    return text + table(["continuations of", "mean", "median", "max", "longest run found in"], rows)
-
-
-def render_results(results: dict[str, Any], plots: dict[str, str] | None = None) -> str:
+def render_results(results: dict[str, Any]) -> str:
     """The generated block of the report (markers included).
 
     Args:
         results: The output of `run_evaluation`.
-        plots: `hits` and `overlap` plot paths relative to the report (missing keys: no image).
 
     Returns:
         Markdown text.
     """
-    plots = plots or {}
     run = results["run"]
+    well_formed = ", ".join(f"{row_label(r)} {100 * v:.1f}%" for r, v in results["well_formed"].items())
     sections = [
         BEGIN_MARKER,
         "## Results",
         f"Produced on {run['date']} (git commit `{run['git_commit'] or 'unknown'}`, {run['device']}, "
-        f"{run.get('wall_seconds', 'n/a')} s) by:",
+        f"{run['threads']} thread(s), {run.get('wall_seconds', 'n/a')} s) by:",
         f"```bash\n{run['command']}\n```",
         _settings(results),
-        "### Does style fine-tuning work?",
-        _verdicts(results),
+        "### Done-when checks",
+        _checks(results),
+        "### Validation loss and style of the continuations",
+        _headline(results),
+        "### Held-out check",
+        _held_out(results),
         "### Style classifier",
         _classifier(results),
-        "### Validation loss, accuracy and perplexity",
-        _validation(results),
-        "### Style-hit matrix",
-        _hits(results, plots.get("hits")),
-        "### Feature distances",
-        _distances(results, plots.get("overlap")),
-        "### Well-formedness of the raw generated ids",
-        _well_formed(results),
-        "### Memorisation",
-        _memorization(results),
+        "### Musical statistics of the continuations",
+        "Means per continuation with 95% intervals; a continuation without chords has no semitone/tritone "
+        "share and is left out of that column. Longest copied run: notes in a row (equal in "
+        f"{run['arguments']['copy_key'].replace('_', ' and ')}) found in the base style's training "
+        "performances.\n\n" + _statistics(results),
+        f"Well-formed continuations: {well_formed}.",
+        "### Gallery",
+        _gallery(results),
         END_MARKER,
     ]
     return "\n\n".join(sections) + "\n"
@@ -264,11 +323,22 @@ def write_report(path: str | Path, block: str, title: str = "# Style evaluation"
     return path
 
 
+def _finite(value: Any) -> Any:
+    """The value with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_results_json(path: str | Path, results: dict[str, Any]) -> Path:
     """Every number of the run as JSON (the report shows a selection)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_finite(results), indent=1, default=str) + "\n", encoding="utf-8")
     return path
 
 

@@ -1,179 +1,246 @@
-"""The style evaluation end to end: data, classifier, prompts, generation, numbers. Returns a JSON-able dict.
+"""The style evaluation end to end; returns every number as a JSON-able dict (the report renders it).
 
-Order of work: check that every model folder exists (fail before anything slow), build each style's pieces
-(split by piece with the training split seed), fit or load the classifier on the TRAIN pieces, cut the prompts
-from the TEST pieces, then load one model at a time to score its validation loss on every style's VALIDATION
-pieces and to continue every prompt, and finally classify, measure and check for copying.
+Order of work: check that every model folder exists (fail before anything slow); build every style's
+performances with the composition-safe split and check that no held-out composition is in any training data;
+fit the style classifier on the TRAIN performances and score it on TEST windows; cut the prompts from the
+TEST performances; load one model at a time to score it on VALIDATION windows and to continue the prompts
+(the base model: every style's prompts; a style model: its own style's); fit the n-gram baselines on the
+training performances of each model and score them on the same windows; classify and measure everything;
+draw the gallery.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from gigapiano.data import build_style_dataset, default_cache_dir
 from gigapiano.training.records import git_commit, library_versions
-from tokenization import GigaPianoTokenizer
 
-from .analysis import REAL_ROW, classify, copy_summary, feature_distances, hit_rates, hits_by_group, verdicts
+from .analysis import REAL_ROW, done_when, hit_table, hits_by_seed, stats_table, validation_table
 from .arguments import GigaPianoEvaluationArguments
-from .classifier import StyleClassifier, load_or_train_classifier, note_windows
-from .continuations import SamplingSetup, continue_prompts
-from .features import feature_table
+from .classifier import LabelledWindows, StyleClassifier, score_classifier, train_style_classifier
+from .continuations import Continuation, SamplingSetup, continue_prompts
+from .data import EvaluationData, check, load_evaluation_data
 from .memorization import CopyIndex
 from .models import BASE_NAME, check_model_folders, load_evaluation_model
-from .prompts import EvaluationPrompt, default_extra_prompts, file_prompts, prompts_from_test_pieces
-from .validation import validation_metrics
+from .musicstats import COPY_STAT, STAT_NAMES, continuation_stats
+from .ngram import NoteNgram
+from .plots import save_gallery
+from .prompts import EvaluationPrompt, prompts_from_test_pieces
+from .validation import ScoredWindows, model_window_losses
 
 logger = logging.getLogger(__name__)
 
-Pieces = dict[str, dict[str, list[tuple[str, list[int]]]]]
 
-
-def load_pieces(args: GigaPianoEvaluationArguments) -> Pieces:
-    """Style -> split -> `(midi_filename, ids)` of its pieces, split as in training."""
-    pieces: Pieces = {}
-    for style in args.styles:
-        data = build_style_dataset(
-            style,
-            maestro_dir=args.maestro_dir,
-            cache_dir=args.cache_dir,
-            seed=args.split_seed,
-            styles_dir=args.styles_dir,
-        )
-        pieces[style] = {
-            split: list(zip(data[split]["midi_filename"], map(list, data[split]["input_ids"]), strict=True))
-            for split in data
-        }
-        logger.info("%s: %s pieces.", style, ", ".join(f"{len(v)} {k}" for k, v in pieces[style].items()))
-    return pieces
-
-
-def ids_of(pieces: Pieces, split: str) -> dict[str, list[list[int]]]:
-    """Style -> token ids of its pieces in `split`."""
-    return {style: [ids for _, ids in splits[split]] for style, splits in pieces.items()}
-
-
-def fit_classifier(args: GigaPianoEvaluationArguments, pieces: Pieces) -> tuple[StyleClassifier, list[dict]]:
-    """The style classifier (cached or trained) and its scores on test windows of both lengths."""
-    window_notes = sorted({args.classifier_window_notes, args.new_notes})
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    classifier = load_or_train_classifier(
-        ids_of(pieces, "train"),
-        window_notes,
-        args.classifier_seed,
-        cache / "style-classifier",
-        args.retrain_classifier,
+def fit_classifier(args: GigaPianoEvaluationArguments, data: EvaluationData) -> tuple[StyleClassifier, dict]:
+    """The classifier on continuation-length windows of the TRAIN performances, scored on TEST ones."""
+    notes = args.new_notes
+    train = LabelledWindows.from_pieces(
+        data.split("train"), notes, max(notes // 2, 1), args.classifier_train_windows
     )
-    scores = []
-    for notes in dict.fromkeys([args.classifier_window_notes, args.new_notes]):
-        windows = {style: note_windows(ids, notes) for style, ids in ids_of(pieces, "test").items()}
-        scores.append(vars(classifier.score(windows, notes)))
+    classifier = train_style_classifier(train, seed=args.classifier_seed)
+    test = LabelledWindows.from_pieces(data.split("test"), notes, None, args.classifier_test_windows)
+    scores = score_classifier(classifier, test, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed)
+    scores["train_windows"] = {style: train.styles.count(style) for style in classifier.styles}
     return classifier, scores
 
 
-def make_prompts(args: GigaPianoEvaluationArguments, pieces: Pieces) -> list[EvaluationPrompt]:
-    """Excerpts of the test pieces, then the extra prompt files."""
-    test = {style: splits["test"] for style, splits in pieces.items()}
-    prompts = prompts_from_test_pieces(test, args.prompt_notes, args.new_notes, args.prompts_per_piece)
-    extra: list[str | Path] = []
-    for entry in args.extra_prompts:
-        if entry == "auto":
-            extra += default_extra_prompts()
-        elif entry != "none":
-            extra.append(entry)
-    prompts += file_prompts(extra, GigaPianoTokenizer(), args.prompt_notes)
-    logger.info("%d prompts (%d from test pieces).", len(prompts), sum(p.style is not None for p in prompts))
-    return prompts
+class _Windows:
+    """Validation windows per (style, window length), built once and shared by models and n-grams.
+
+    A style whose validation performances hold no whole window is scored on its test performances instead
+    (recorded in `split_used`); both are held out from every model.
+    """
+
+    def __init__(self, data: EvaluationData, per_piece: int) -> None:
+        self.data, self.per_piece = data, per_piece
+        self.built: dict[tuple[str, int], ScoredWindows] = {}
+        self.split_used: dict[str, str] = {}
+
+    def get(self, style: str, tokens: int) -> ScoredWindows:
+        if (style, tokens) not in self.built:
+            try:
+                pieces = self.data.styles[style]["validation"]
+                self.built[style, tokens] = ScoredWindows.from_pieces(pieces, tokens, self.per_piece)
+                self.split_used[style] = "validation"
+            except ValueError:
+                logger.warning(
+                    "%s: no validation window of %d tokens; scoring its test performances.", style, tokens
+                )
+                pieces = self.data.styles[style]["test"]
+                self.built[style, tokens] = ScoredWindows.from_pieces(pieces, tokens, self.per_piece)
+                self.split_used[style] = "test"
+        return self.built[style, tokens]
 
 
-def copy_indexes(args: GigaPianoEvaluationArguments, pieces: Pieces) -> dict[str, CopyIndex]:
-    """A training-piece index per style, and for the base model one over all styles' training pieces."""
-    indexes = {}
-    everything: list[tuple[str, list[int]]] = []
-    for style, splits in pieces.items():
-        names, ids = zip(*splits["train"], strict=True) if splits["train"] else ((), ())
-        indexes[style] = CopyIndex(ids, [f"{style}: {name}" for name in names], key=args.copy_key)
-        everything += [(f"{style}: {name}", piece) for name, piece in splits["train"]]
-    indexes[BASE_NAME] = CopyIndex(
-        [ids for _, ids in everything], [name for name, _ in everything], args.copy_key
-    )
-    return indexes
+def _entry(windows: ScoredWindows, nats: np.ndarray, tokens: np.ndarray) -> dict[str, Any]:
+    return {"nats": nats.tolist(), "tokens": tokens.tolist(), "pieces": list(windows.pieces)}
 
 
 def run_models(
     args: GigaPianoEvaluationArguments,
     folders: dict[str, Path],
-    pieces: Pieces,
+    windows: _Windows,
     prompts: Sequence[EvaluationPrompt],
-) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list]]:
-    """Validation metrics on every style and continuations of every prompt, one model at a time."""
-    setup = SamplingSetup(args.new_notes, args.samples, args.seed, args.temperature, args.top_k, args.top_p)
-    validation_ids = ids_of(pieces, "validation")
-    validation, continuations = {}, {}
+) -> tuple[dict, dict[str, list[Continuation]], dict[str, int]]:
+    """Validation losses and continuations, one model at a time.
+
+    Returns:
+        `(losses, continuations, contexts)`: row -> style -> per-window entry; row -> continuations (with
+        `prompt_index` into `prompts`); row -> context length.
+    """
+    setup = SamplingSetup(
+        args.new_notes,
+        tuple(args.seeds),
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.generation_batch_size,
+    )
+    losses: dict[str, dict] = {}
+    continuations: dict[str, list[Continuation]] = {}
+    contexts: dict[str, int] = {}
     for name, folder in folders.items():
         started = time.time()
         model = load_evaluation_model(folder, args.device)
-        validation[name] = {
-            style: validation_metrics(
-                model,
-                ids,
-                args.eval_batch_size,
-                args.max_eval_windows,
-                args.progress,
-                f"{name} on {style} validation",
+        contexts[name] = context = int(model.config.max_position_embeddings)
+        scored = list(args.styles) if name == BASE_NAME else [name]
+        losses[name] = {}
+        for style in scored:
+            chosen = windows.get(style, context)
+            nats, tokens = model_window_losses(
+                model, chosen.windows, args.eval_batch_size, args.progress, f"{name} on {style} validation"
             )
-            for style, ids in validation_ids.items()
-        }
-        continuations[name] = continue_prompts(model, prompts, setup, args.progress, f"{name} continuations")
-        logger.info("%s: scored and generated in %.0f s.", name, time.time() - started)
-        del model
-    return validation, continuations
-
-
-def analyse(
-    args: GigaPianoEvaluationArguments,
-    pieces: Pieces,
-    prompts: Sequence[EvaluationPrompt],
-    classifier: StyleClassifier,
-    continuations: dict[str, list],
-) -> dict[str, Any]:
-    """Hits, distances, well-formedness and copying of every row (the models and the real continuations)."""
-    styles = list(args.styles)
-    test_windows = {style: note_windows(ids, args.new_notes) for style, ids in ids_of(pieces, "test").items()}
-    references = {
-        style: feature_table(windows) for style, windows in test_windows.items() if len(windows) >= 2
-    }
-    indexes = copy_indexes(args, pieces)
-    real = [(prompt, prompt.real_continuation) for prompt in prompts if prompt.real_continuation]
-    rows: dict[str, tuple[list[list[int]], list[str], list[CopyIndex]]] = {
-        REAL_ROW: (
-            [ids for _, ids in real],
-            [prompt.style for prompt, _ in real],
-            [indexes[prompt.style] for prompt, _ in real],
+            losses[name][style] = _entry(chosen, nats, tokens)
+        indices = [i for i, p in enumerate(prompts) if name == BASE_NAME or p.style == name]
+        generated = continue_prompts(
+            model, [prompts[i].ids for i in indices], setup, args.progress, f"{name} continuations"
         )
-    }
-    for name, generated in continuations.items():
-        groups = [prompts[c.prompt_index].style or "file" for c in generated]
-        rows[name] = ([c.ids for c in generated], groups, [indexes[name]] * len(generated))
-    result: dict[str, Any] = {"hits": {}, "hits_by_prompt_style": {}, "distances": {}, "memorization": {}}
-    for row, (sequences, groups, row_indexes) in rows.items():
-        labels = classify(classifier, sequences)
-        result["hits"][row] = hit_rates(labels, styles)
-        result["hits_by_prompt_style"][row] = hits_by_group(labels, groups, styles)
-        result["distances"][row] = feature_distances(sequences, references) if sequences else {}
-        result["memorization"][row] = copy_summary(row_indexes, sequences)
-    result["well_formed"] = {
-        name: sum(c.well_formed for c in generated) / max(len(generated), 1)
-        for name, generated in continuations.items()
-    }
-    result["reference_windows"] = {style: len(windows) for style, windows in test_windows.items()}
+        for item in generated:
+            item.prompt_index = indices[item.prompt_index]
+        continuations[name] = generated
+        logger.info(
+            "%s: %d windows scored, %d continuations in %.0f s.",
+            name,
+            sum(len(e["pieces"]) for e in losses[name].values()),
+            len(generated),
+            time.time() - started,
+        )
+        del model
+        gc.collect()
+    return losses, continuations, contexts
+
+
+def ngram_losses(
+    args: GigaPianoEvaluationArguments, data: EvaluationData, windows: _Windows, contexts: dict[str, int]
+) -> dict[str, dict]:
+    """The n-gram baselines on the windows the models were scored on.
+
+    `ngram-base` is trained on the base style's train performances (the base model's data); `ngram-<style>`
+    on the style's train performances mixed with the base counts (the style model's data: base + style).
+    """
+    result: dict[str, dict] = {"ngram-base": {}}
+    base_names = {name for name, _ in data.base_train}
+    base_models: dict[int, NoteNgram] = {}
+    for tokens in sorted({contexts[BASE_NAME], *(contexts[s] for s in args.styles)}):
+        base_models[tokens] = NoteNgram.fit(
+            [ids for _, ids in data.base_train], window_tokens=tokens, k=args.ngram_k
+        )
+    for style in args.styles:
+        chosen = windows.get(style, contexts[BASE_NAME])
+        nats, counts = base_models[contexts[BASE_NAME]].window_losses(chosen.windows)
+        result["ngram-base"][style] = _entry(chosen, nats, counts)
+        tokens = contexts[style]
+        train = data.styles[style]["train"]
+        holds = {name for name, _ in train} <= base_names
+        if not holds:
+            logger.warning(
+                "%s's training performances are not all in the base data; no held-out subtraction.", style
+            )
+        model = NoteNgram.fit(
+            [ids for _, ids in train],
+            window_tokens=tokens,
+            background=base_models[tokens].counts,
+            background_holds_pieces=holds,
+            k=args.ngram_k,
+        )
+        chosen = windows.get(style, tokens)
+        nats, counts = model.window_losses(chosen.windows)
+        result[f"ngram-{style}"] = {style: _entry(chosen, nats, counts)}
     return result
+
+
+def measure(
+    args: GigaPianoEvaluationArguments,
+    data: EvaluationData,
+    prompts: Sequence[EvaluationPrompt],
+    continuations: dict[str, list[Continuation]],
+    classifier: StyleClassifier,
+) -> tuple[dict, dict, dict, dict]:
+    """Labels, item descriptions, statistics and well-formedness of every row (real, base, styles)."""
+    sequences = {REAL_ROW: [p.real_continuation for p in prompts]}
+    items = {REAL_ROW: [(p.style, p.piece, (i, -1)) for i, p in enumerate(prompts)]}
+    bases = {REAL_ROW: [p.ids for p in prompts]}
+    for row, generated in continuations.items():
+        sequences[row] = [c.ids for c in generated]
+        items[row] = [
+            (prompts[c.prompt_index].style, prompts[c.prompt_index].piece, (c.prompt_index, c.seed))
+            for c in generated
+        ]
+        bases[row] = [prompts[c.prompt_index].ids for c in generated]
+    index = CopyIndex(
+        [ids for _, ids in data.base_train], [name for name, _ in data.base_train], args.copy_key
+    )
+    labels, stats = {}, {}
+    for row, seqs in sequences.items():
+        labels[row] = classifier.predict(seqs)
+        stats[row] = []
+        for prompt, ids in zip(bases[row], seqs, strict=True):
+            values = continuation_stats(prompt, ids)
+            values[COPY_STAT] = float(index.longest_copied_run(ids).length)
+            stats[row].append(values)
+    well_formed = {
+        row: float(np.mean([c.well_formed for c in generated])) for row, generated in continuations.items()
+    }
+    return labels, items, stats, well_formed
+
+
+def draw_gallery(
+    args: GigaPianoEvaluationArguments,
+    prompts: Sequence[EvaluationPrompt],
+    continuations: dict[str, list[Continuation]],
+) -> list[str]:
+    """Piano rolls of the first `gallery_prompts` prompts of each style (first seed): real, base, style."""
+    output, paths = Path(args.output), []
+    seed = args.seeds[0]
+    for style in args.styles:
+        chosen = [i for i, p in enumerate(prompts) if p.style == style][: args.gallery_prompts]
+        for number, index in enumerate(chosen):
+            found = {
+                row: next(c.ids for c in continuations[row] if c.prompt_index == index and c.seed == seed)
+                for row in (BASE_NAME, style)
+            }
+            suffix = f"_{number + 1}" if args.gallery_prompts > 1 else ""
+            path = output.with_name(f"{output.stem}_gallery_{style}{suffix}.png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_gallery(
+                path,
+                prompts[index].ids,
+                [
+                    (f"real continuation: {prompts[index].name}", prompts[index].real_continuation, "real"),
+                    (f"gigapiano-base (seed {seed})", found[BASE_NAME], "generated"),
+                    (f"gigapiano-{style} (seed {seed})", found[style], "generated"),
+                ],
+            )
+            paths.append(str(path))
+    return paths
 
 
 def describe_run(args: GigaPianoEvaluationArguments, command: str) -> dict[str, Any]:
@@ -184,51 +251,86 @@ def describe_run(args: GigaPianoEvaluationArguments, command: str) -> dict[str, 
         "versions": library_versions(),
         "git_commit": git_commit(),
         "device": "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
 
+def _data_summary(data: EvaluationData) -> dict[str, Any]:
+    summary = {style: {split: len(p) for split, p in splits.items()} for style, splits in data.styles.items()}
+    summary[data.base_style] = {"train": len(data.base_train)}
+    return summary
+
+
 def run_classifier_only(args: GigaPianoEvaluationArguments, command: str) -> dict[str, Any]:
     """The classifier part alone (no models needed)."""
-    pieces = load_pieces(args)
-    _, scores = fit_classifier(args, pieces)
+    data = load_evaluation_data(
+        args.styles, args.base_style, args.maestro_dir, args.cache_dir, args.styles_dir
+    )
+    _, scores = fit_classifier(args, data)
     return {"run": describe_run(args, command), "styles": list(args.styles), "classifier": scores}
 
 
 def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dict[str, Any]:
     """Runs the whole evaluation (see the module docstring).
 
-    Args:
-        args: The arguments.
-        command: The command line, recorded in the report.
-
-    Returns:
-        Every number of the report, JSON-serialisable.
-
     Raises:
-        FileNotFoundError: A model folder, the MAESTRO folder or a prompt file is missing.
-        ValueError: Unusable settings or data (e.g. no test piece long enough for a prompt).
+        FileNotFoundError: A model folder or the MAESTRO folder is missing.
+        HeldOutLeakError: A held-out composition is in training data (unless `--on_overlap warn`).
+        ValueError: Unusable settings or data (e.g. no test performance long enough for a prompt).
     """
-    started = time.time()
+    started, timings = time.time(), {}
     folders = check_model_folders(args.models_dir, [BASE_NAME, *args.styles])
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
-    pieces = load_pieces(args)
-    classifier, scores = fit_classifier(args, pieces)
-    prompts = make_prompts(args, pieces)
-    if not prompts:
-        raise ValueError(f"No prompts: no test piece has more than --prompt_notes={args.prompt_notes} notes.")
-    validation, continuations = run_models(args, folders, pieces, prompts)
+    data = load_evaluation_data(
+        args.styles, args.base_style, args.maestro_dir, args.cache_dir, args.styles_dir
+    )
+    held_out = check(data, folders, args.on_overlap)
+    timings["data"] = time.time() - started
+    classifier, classifier_scores = fit_classifier(args, data)
+    timings["classifier"] = time.time() - started - sum(timings.values())
+    prompts = prompts_from_test_pieces(
+        data.split("test"), args.prompt_notes, args.new_notes, args.prompts_per_piece
+    )
+    missing = [s for s in args.styles if not any(p.style == s for p in prompts)]
+    if missing:
+        raise ValueError(
+            f"No test performance of {missing} holds a prompt of {args.prompt_notes} + {args.new_notes} "
+            "notes."
+        )
+    windows = _Windows(data, args.windows_per_piece)
+    losses, continuations, contexts = run_models(args, folders, windows, prompts)
+    timings["models"] = time.time() - started - sum(timings.values())
+    losses.update(ngram_losses(args, data, windows, contexts))
+    timings["ngram"] = time.time() - started - sum(timings.values())
+    labels, items, stats, well_formed = measure(args, data, prompts, continuations, classifier)
+    timings["measure"] = time.time() - started - sum(timings.values())
+    resamples, seed = args.bootstrap_resamples, args.bootstrap_seed
+    validation = validation_table(losses, args.styles, resamples, seed)
+    hits = hit_table(labels, items, args.styles, resamples, seed)
+    statistics = stats_table(stats, items, args.styles, [*STAT_NAMES, COPY_STAT], resamples, seed)
     results: dict[str, Any] = {
         "run": describe_run(args, command),
         "styles": list(args.styles),
         "models": {name: str(folder) for name, folder in folders.items()},
-        "prompts": [{"name": p.name, "style": p.style} for p in prompts],
-        "classifier": scores,
+        "contexts": contexts,
+        "data": _data_summary(data),
+        "held_out": held_out,
+        "prompts": [{"name": p.name, "style": p.style, "piece": p.piece} for p in prompts],
+        "classifier": classifier_scores,
         "validation": validation,
-        **analyse(args, pieces, prompts, classifier, continuations),
+        "loss_split": windows.split_used,
+        "hits": hits,
+        "hits_by_seed": hits_by_seed(labels, items, args.styles),
+        "statistics": statistics,
+        "well_formed": well_formed,
+        "checks": done_when(validation, hits, statistics),
+        "raw": {"losses": losses, "labels": labels, "items": items},
     }
-    results["verdicts"] = verdicts(validation, results["hits"], args.styles, BASE_NAME)
+    results["gallery"] = draw_gallery(args, prompts, continuations) if args.gallery_prompts else []
+    timings["rest"] = time.time() - started - sum(timings.values())
+    results["run"]["timings_seconds"] = {name: round(value, 1) for name, value in timings.items()}
     results["run"]["wall_seconds"] = round(time.time() - started, 1)
     return results
 
