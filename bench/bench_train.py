@@ -1,72 +1,499 @@
-"""Training-step cost: full fine-tuning vs upstream's frozen lower blocks vs LoRA, in one run.
+"""Training throughput: the old vs the new base-model recipe, fp32 vs bf16, plain loop vs `Trainer`.
 
-Each method gets the same model size, batch and random data; a step is forward + backward + AdamW
-update. Frozen parameters have `requires_grad=False`, so the backward pass stops at the lowest trainable
-block; LoRA still back-propagates through every block (its adapters sit in all of them) but updates far
-fewer weights. Prints a markdown table for docs/benchmarks.md.
+For each model case (`compact` @ 512 tokens, `medium` @ 512 and @ 1024 by default; about 8192 tokens per
+step, i.e. batch 16 x 512 or 8 x 1024 as in configs/train/) and each recipe
 
-    python bench/bench_train.py --preset small --batch_size 4 --seq_len 512 --threads 2
+* **old**: the compact base's recipe until 2026-11: attention through `F.scaled_dot_product_attention`
+  with the relative term and masks as a float bias, dropout 0.1 everywhere;
+* **new**: what the model does now (configs/train/base_medium_*.yaml): dropout 0, and with gradients on
+  a CPU the explicit attention path (matmul, softmax, matmul), whose backward is about 2x faster there
+  than the fused kernel's with a float mask (on a GPU the model keeps the fused kernel);
+
+in fp32 and under bf16 autocast, one optimiser step (forward, backward, fused AdamW as `Trainer` uses)
+is timed on random token windows. All models of a case live in one process and their timed steps are
+interleaved round by round, so a busy machine slows every variant alike; each figure is the median
+step. The baseline of the last column is the old recipe on `compact` in bf16 (the shipped compact base
+as it was trained), or the first case's old bf16 row when `compact` is not measured.
+
+Achieved GFLOP/s counts the matrix products only, forward + backward (3x the forward), per token:
+
+    FLOP/token = 6 * N + 18 * L * T * W
+
+N: weights of the linear layers (L x (4 W^2 + 2 W I) + W x V, no biases, embeddings or tables), L
+blocks, W width, I MLP width, V vocabulary, T window length; the 18 L T W term is the attention's three
+T x T products per block (q.k, the relative term q.Er and a.v, 2 T W FLOP per token each in the
+forward; the whole T x T square is computed, causal masking saves nothing).
+
+Also measured:
+
+* one row through the real training path (`GigaPianoTrainer` with the arguments of
+  configs/train/base_medium_512.yaml, or base_medium_1024.yaml for 1024-token windows, on an Arrow
+  dataset of random windows and `default_data_collator`, no evaluation, no saving). Between two of its
+  steps a callback times one plain-loop step of an identical model, so the Trainer's overhead is a ratio
+  of interleaved measurements;
+* on Linux with glibc, the new bf16 recipe (plain loop and Trainer) once more in a child process started
+  with `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824`: glibc then keeps freed memory for the next
+  step. By default it returns large blocks (above its mmap threshold, at most 32 MiB, and the attention
+  tensors of a 16 x 512 batch are larger) and the top of its heap to the kernel, and the next step
+  faults them in again as fresh zeroed pages: 0.6 to 1.7 GiB of page faults per step at batch 16 x 512,
+  a fifth to a quarter of the CPU time. `--no_malloc_rows` skips these rows;
+* with `--compile`, the new bf16 recipe with every block compiled (`nn.Module.compile`);
+* a loss check: the old and the new recipe (bf16) from the same initial weights on the same learnable
+  synthetic windows (a sparse bigram chain whose second half repeats the first), final training loss and
+  held-out loss of each;
+* with `--methods`, the older comparison of full fine-tuning, frozen lower blocks and LoRA.
+
+    python bench/bench_train.py --threads 2                      # full table, about 15 minutes
+    python bench/bench_train.py --presets compact --steps 6      # one case
+    python bench/bench_train.py --quick --presets tiny           # smoke test, seconds
+    python bench/bench_train.py --methods --preset small --batch_size 4 --seq_len 512
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import types
+from contextlib import nullcontext, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from gigapiano.training.arguments import GigaPianoModelArguments  # noqa: E402
-from gigapiano.training.model_setup import add_lora, freeze_for_finetuning  # noqa: E402
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM  # noqa: E402
+from modeling_gigapiano.modeling_gigapiano import (  # noqa: E402
+    GigaPianoAttention,
+    _blocked_keys,
+    relative_position_bias,
+)
+
+TOKENS_PER_STEP = 8192  # batch 16 x 512 and 8 x 1024 in configs/train/
+DEFAULT_WINDOWS = {
+    "compact": (512,),
+    "medium": (512, 1024),
+    "tiny": (64,),
+    "small": (1024,),
+    "large": (1024,),
+}
+# glibc malloc returns large freed blocks (above its mmap threshold, at most 32 MiB) and the top of its heap
+# to the kernel, so each step faults its activations in again as fresh zeroed pages. These settings keep
+# freed memory in the process for the next step (a running process can do the same with mallopt).
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+TRAINER_CONFIGS = {512: "configs/train/base_medium_512.yaml", 1024: "configs/train/base_medium_1024.yaml"}
 
 
-def build(method: str, preset: str, trainable_blocks: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = GigaPianoForCausalLM(GigaPianoConfig.from_preset(preset))
-    if method == "full":
-        return model
-    if method == "frozen":
-        freeze_for_finetuning(model, trainable_blocks)
-        return model
-    return add_lora(model, GigaPianoModelArguments(lora=True))
+@dataclass(frozen=True)
+class Case:
+    """One model size and window shape."""
+
+    preset: str
+    seq_len: int
+    batch: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset} @ {self.seq_len} (batch {self.batch})"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.preset}@{self.seq_len}"
 
 
-def seconds_per_step(model: torch.nn.Module, batch: torch.Tensor, steps: int) -> float:
-    """Best of `steps` timed steps after one warm-up step."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
-    best = float("inf")
-    for step in range(steps + 1):
+@dataclass(frozen=True)
+class Variant:
+    """A recipe in one precision."""
+
+    recipe: str  # "old" or "new"
+    bf16: bool
+    compile: bool = False
+
+    @property
+    def fused_attention(self) -> bool:
+        return self.recipe == "old"
+
+    @property
+    def dropout(self) -> float:
+        return 0.1 if self.recipe == "old" else 0.0
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+
+VARIANTS = tuple(Variant(recipe, bf16) for recipe in ("old", "new") for bf16 in (False, True))
+
+
+def parse_cases(specs: list[str]) -> list[Case]:
+    """`compact`, `medium` (every default window of the preset), `medium@1024` or `medium@1024x8`."""
+    cases = []
+    for spec in specs:
+        preset, _, shape = spec.partition("@")
+        if not shape:
+            lengths = DEFAULT_WINDOWS.get(preset)
+            if lengths is None:
+                context = GigaPianoConfig.from_preset(preset).max_position_embeddings
+                lengths = (context,)
+            cases += [Case(preset, length, max(1, TOKENS_PER_STEP // length)) for length in lengths]
+            continue
+        length, _, batch = shape.partition("x")
+        length = int(length)
+        cases.append(Case(preset, length, int(batch) if batch else max(1, TOKENS_PER_STEP // length)))
+    return cases
+
+
+def flops_per_token(config: GigaPianoConfig, seq_len: int) -> int:
+    """Matrix-product FLOP per trained token, forward + backward (see the module docstring)."""
+    width, layers = config.hidden_size, config.num_hidden_layers
+    linear = layers * (4 * width * width + 2 * width * config.intermediate_size) + width * config.vocab_size
+    return 6 * linear + 18 * layers * seq_len * width
+
+
+def fused_attention_forward(
+    self: GigaPianoAttention,
+    hidden_states: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    cache=None,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, None]:
+    """The old recipe's attention: always the fused kernel, the relative term and masks as a float bias.
+
+    The model itself now takes the explicit path when gradients flow on a CPU; the old path is restated
+    here (training only: no cache, no attention weights) so both can be timed side by side.
+    `check_attention_paths` verifies that both compute the same function.
+    """
+    if cache is not None or output_attentions:
+        raise ValueError("The benchmark's fused attention is for training steps only.")
+    batch, length, width = hidden_states.shape
+    qkv = self.qkv_proj(hidden_states)
+    q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    q = q * self.scaling
+    bias = relative_position_bias(q, self.relative_embedding, length)
+    bias = bias.masked_fill(
+        _blocked_keys(length, length, key_padding_mask, q.device), torch.finfo(bias.dtype).min
+    )
+    dropout = self.attn_dropout if self.training else 0.0
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
+    return self.out_proj(context.transpose(1, 2).reshape(batch, length, width)), None
+
+
+def use_fused_attention(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, GigaPianoAttention):
+            module.forward = types.MethodType(fused_attention_forward, module)
+
+
+def build_model(preset: str, variant: Variant, device: torch.device, seed: int = 0) -> GigaPianoForCausalLM:
+    rate = variant.dropout
+    config = GigaPianoConfig.from_preset(preset, embd_pdrop=rate, resid_pdrop=rate, attn_pdrop=rate)
+    torch.manual_seed(seed)
+    model = GigaPianoForCausalLM(config).to(device)
+    if variant.fused_attention:
+        use_fused_attention(model)
+    if variant.compile:
+        for block in model.model.layers:
+            block.compile()
+    return model.train()
+
+
+def make_optimizer(model: torch.nn.Module, lr: float = 1.5e-3) -> torch.optim.Optimizer:
+    """AdamW as `Trainer` builds it: fused kernel, no weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith("bias") or ".ln_" in name or "norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
+
+
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Stepper:
+    """A model, its optimiser and one training step; `step()` returns (seconds, loss)."""
+
+    def __init__(self, preset: str, variant: Variant, device: torch.device, seed: int = 0) -> None:
+        self.variant = variant
+        self.device = device
+        self.model = build_model(preset, variant, device, seed)
+        self.optimizer = make_optimizer(self.model)
+
+    def step(self, batch: torch.Tensor) -> tuple[float, float]:
+        synchronize(self.device)
         start = time.perf_counter()
+        with autocast(self.device, self.variant.bf16):
+            loss = self.model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        synchronize(self.device)
+        return time.perf_counter() - start, float(loss.detach())
+
+
+def random_batch(case: Case, device: torch.device, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 128, (case.batch, case.seq_len), generator=generator).to(device)
+
+
+@dataclass
+class Row:
+    case: Case
+    recipe: str
+    loop: str
+    attention: str
+    precision: str
+    tokens_per_s: float
+    gflops: float
+
+    @property
+    def numbers(self) -> dict[str, float]:
+        return {"tokens_per_s": self.tokens_per_s, "gflops": self.gflops}
+
+
+def attention_label(variant: Variant, device: torch.device) -> str:
+    if variant.fused_attention or device.type != "cpu":
+        return "fused SDPA"
+    return "explicit"
+
+
+def time_case(case: Case, variants: list[Variant], args, device: torch.device) -> list[Row]:
+    """Warm up every variant, then time them round by round (interleaved); median step per variant."""
+    steppers = [Stepper(case.preset, variant, device) for variant in variants]
+    batches = [random_batch(case, device, seed) for seed in range(2)]
+    for stepper in steppers:
+        for index in range(args.warmup):
+            stepper.step(batches[index % 2])
+    times: list[list[float]] = [[] for _ in steppers]
+    for round_index in range(args.steps):
+        order = range(len(steppers)) if round_index % 2 == 0 else reversed(range(len(steppers)))
+        for index in order:
+            times[index].append(steppers[index].step(batches[round_index % 2])[0])
+    per_token = flops_per_token(steppers[0].model.config, case.seq_len)
+    rows = []
+    for variant, seconds in zip(variants, times, strict=True):
+        tokens_per_s = case.batch * case.seq_len / statistics.median(seconds)
+        loop = "plain + compile" if variant.compile else "plain"
+        rows.append(
+            Row(
+                case,
+                variant.recipe,
+                loop,
+                attention_label(variant, device),
+                variant.precision,
+                tokens_per_s,
+                tokens_per_s * per_token / 1e9,
+            )
+        )
+    return rows
+
+
+def check_attention_paths(preset: str, device: torch.device) -> float:
+    """Largest difference between the fused and the explicit path (loss and gradients, fp32, no dropout)."""
+    config = GigaPianoConfig.from_preset(preset)
+    length = min(config.max_position_embeddings, 128)
+    batch = torch.randint(0, 128, (2, length), generator=torch.Generator().manual_seed(1)).to(device)
+    results = []
+    for variant in (Variant("new", False), Variant("old", False)):
+        model = build_model(preset, variant, device)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+            if isinstance(module, GigaPianoAttention):
+                module.attn_dropout = 0.0
         loss = model(input_ids=batch, labels=batch, use_cache=False).loss
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step:
-            best = min(best, time.perf_counter() - start)
-    return best
+        results.append((loss.detach(), model.model.layers[0].attn.relative_embedding.grad.clone()))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    return max(float((loss_a - loss_b).abs()), float((grad_a - grad_b).abs().max() / grad_a.abs().max()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small", help="Model size preset (default: small, 16 x 1024).")
-    parser.add_argument("--batch_size", type=int, default=4, help="Sequences per step (default: 4).")
-    parser.add_argument("--seq_len", type=int, default=512, help="Tokens per sequence (default: 512).")
-    parser.add_argument(
-        "--trainable_blocks", type=int, default=4, help="Top blocks trained when frozen (default 4)."
+# ------------------------------------------------------------------------------------------------------
+# The real Trainer path
+# ------------------------------------------------------------------------------------------------------
+
+
+def trainer_row(case: Case, args, device: torch.device) -> tuple[Row, float]:
+    """Time `GigaPianoTrainer` steps (new recipe, bf16, the base_medium config's arguments).
+
+    Returns the row and the plain-loop tokens/s of an identical model measured between the same steps.
+    """
+    import datasets
+    from transformers import TrainerCallback, default_data_collator, set_seed
+
+    from gigapiano.training import parse_training_args
+    from gigapiano.training.model_setup import prepare_model
+    from gigapiano.training.trainer import GigaPianoTrainer
+
+    total_steps = args.warmup + args.steps
+    config_file = TRAINER_CONFIGS[1024 if case.seq_len >= 1024 else 512]
+    output_dir = tempfile.mkdtemp(prefix="bench-train-")
+    argv = [
+        "--config", config_file,
+        "--base_model", f"scratch:{case.preset}",
+        "--output_dir", output_dir,
+        "--window_length", str(case.seq_len),
+        "--window_stride", str(case.seq_len),
+        "--per_device_train_batch_size", str(case.batch),
+        "--max_steps", str(total_steps),
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--report_to", "none",
+        "--disable_tqdm", "true",
+        "--bf16", "true",
+        "--use_cpu", str(device.type == "cpu").lower(),
+    ]  # fmt: skip
+    model_args, _, training_args = parse_training_args(argv)
+    if device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # as run_training does
+    set_seed(training_args.seed)
+    model = prepare_model(model_args)
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 128, (case.batch * total_steps, case.seq_len), generator=generator).tolist()
+    windows = datasets.Dataset.from_dict({"input_ids": ids, "labels": ids}).shuffle(seed=training_args.seed)
+
+    twin = Stepper(case.preset, Variant("new", True), device)
+    twin_batch = random_batch(case, device, 0)
+    twin.step(twin_batch)
+
+    class Interleave(TrainerCallback):
+        """Trainer step periods (on_step_end to on_step_end), with one twin plain step between steps."""
+
+        def __init__(self) -> None:
+            self.last = None
+            self.trainer_seconds: list[float] = []
+            self.plain_seconds: list[float] = []
+
+        def on_step_end(self, args_, state, control, **kwargs):
+            now = time.perf_counter()
+            if self.last is not None and state.global_step > args.warmup:
+                self.trainer_seconds.append(now - self.last)
+            if state.global_step >= args.warmup and state.global_step < total_steps:
+                self.plain_seconds.append(twin.step(twin_batch)[0])
+            self.last = time.perf_counter()
+
+    timer = Interleave()
+    trainer = GigaPianoTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=windows,
+        data_collator=default_data_collator,
+        callbacks=[timer],
     )
-    parser.add_argument(
-        "--steps", type=int, default=2, help="Timed steps per method; the best is kept (default 2)."
+    with redirect_stdout(sys.stderr):  # the Trainer prints its final metrics
+        trainer.train()
+    tokens = case.batch * case.seq_len
+    tokens_per_s = tokens / statistics.median(timer.trainer_seconds)
+    plain = tokens / statistics.median(timer.plain_seconds)
+    per_token = flops_per_token(model.config, case.seq_len)
+    row = Row(
+        case,
+        "new",
+        f"Trainer ({Path(config_file).name})",
+        attention_label(Variant("new", True), device),
+        "bf16",
+        tokens_per_s,
+        tokens_per_s * per_token / 1e9,
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2).")
-    args = parser.parse_args()
+    return row, plain
 
-    torch.set_num_threads(args.threads)
+
+# ------------------------------------------------------------------------------------------------------
+# Loss check
+# ------------------------------------------------------------------------------------------------------
+
+
+def learnable_batches(case: Case, count: int, seed: int) -> list[torch.Tensor]:
+    """Windows of a sparse bigram chain (each token has two successors, 80/20); the second half of a
+    window repeats its first half, so attention at distance T/2 can predict it exactly."""
+    generator = torch.Generator().manual_seed(1000)
+    successors = torch.randint(0, 128, (128, 2), generator=generator)
+    generator.manual_seed(seed)
+    half = case.seq_len // 2
+    batches = []
+    for _ in range(count):
+        tokens = torch.empty(case.batch, half, dtype=torch.long)
+        tokens[:, 0] = torch.randint(0, 128, (case.batch,), generator=generator)
+        for position in range(1, half):
+            choice = (torch.rand(case.batch, generator=generator) < 0.2).long()
+            tokens[:, position] = successors[tokens[:, position - 1], choice]
+        window = torch.cat([tokens, tokens], dim=1)
+        if window.shape[1] < case.seq_len:
+            window = torch.cat([window, tokens[:, :1]], dim=1)
+        batches.append(window)
+    return batches
+
+
+def loss_check(case: Case, steps: int, device: torch.device) -> list[tuple[str, float, float]]:
+    """Old vs new recipe in bf16, same initial weights and batches: (recipe, final train loss, held-out)."""
+    train_batches = [b.to(device) for b in learnable_batches(case, steps, seed=1)]
+    held_out = [b.to(device) for b in learnable_batches(case, 2, seed=2)]
+    warmup = max(1, steps // 6)
+    results = []
+    for variant in (Variant("old", True), Variant("new", True)):
+        stepper = Stepper(case.preset, variant, device, seed=0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            stepper.optimizer, lambda step, warmup=warmup: min(1.0, (step + 1) / warmup)
+        )
+        losses = []
+        for batch in train_batches:
+            losses.append(stepper.step(batch)[1])
+            scheduler.step()
+        stepper.model.eval()
+        with torch.no_grad(), autocast(device, True):
+            held = [float(stepper.model(input_ids=b, labels=b, use_cache=False).loss) for b in held_out]
+        tail = losses[-min(5, len(losses)) :]
+        results.append((variant.recipe, sum(tail) / len(tail), sum(held) / len(held)))
+    return results
+
+
+# ------------------------------------------------------------------------------------------------------
+# The older comparison: full fine-tuning vs frozen lower blocks vs LoRA
+# ------------------------------------------------------------------------------------------------------
+
+
+def methods_table(args) -> None:
+    from gigapiano.training.arguments import GigaPianoModelArguments
+    from gigapiano.training.model_setup import add_lora, freeze_for_finetuning
+
+    def build(method: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = GigaPianoForCausalLM(GigaPianoConfig.from_preset(args.preset))
+        if method == "frozen":
+            freeze_for_finetuning(model, args.trainable_blocks)
+        elif method == "lora":
+            model = add_lora(model, GigaPianoModelArguments(lora=True))
+        return model
+
+    def seconds_per_step(model: torch.nn.Module, batch: torch.Tensor) -> float:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        model.train()
+        best = float("inf")
+        for step in range(args.steps + 1):
+            start = time.perf_counter()
+            model(input_ids=batch, labels=batch, use_cache=False).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step:
+                best = min(best, time.perf_counter() - start)
+        return best
+
     batch = torch.randint(0, 128, (args.batch_size, args.seq_len), generator=torch.Generator().manual_seed(0))
     tokens = args.batch_size * args.seq_len
     rows = []
@@ -75,16 +502,14 @@ def main() -> None:
         ("frozen", f"top {args.trainable_blocks} blocks (upstream)"),
         ("lora", "LoRA r=8 (qkv, out, fc_in, fc_out)"),
     ):
-        model = build(method, args.preset, args.trainable_blocks)
+        model = build(method)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        rows.append((label, trainable, seconds_per_step(model, batch, args.steps)))
+        rows.append((label, trainable, seconds_per_step(model, batch)))
         del model
-
     layers = GigaPianoConfig.from_preset(args.preset).num_hidden_layers
     print(
-        f"preset={args.preset} ({layers} blocks), batch {args.batch_size} x {args.seq_len} tokens, "
-        f"{args.threads} threads, "
-        f"torch {torch.__version__}, {platform.machine()}\n"
+        f"preset={args.preset} ({layers} blocks), batch {args.batch_size} x {args.seq_len} tokens, fp32, "
+        f"{args.threads} threads, torch {torch.__version__}, {platform.machine()}\n"
     )
     print("| method | trainable parameters | s / step | tokens / s | step cost vs full |")
     print("|---|---:|---:|---:|---:|")
@@ -94,6 +519,220 @@ def main() -> None:
             f"| {label} | {trainable / 1e6:.2f}M | {seconds:.2f} | {tokens / seconds:.0f} "
             f"| {seconds / full:.2f}x |"
         )
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def machine_line(args, device: torch.device) -> str:
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name()
+    else:
+        features = [
+            name
+            for name, probe in (
+                ("AVX-512", "_is_avx512_supported"),
+                ("AVX-512-BF16", "_is_avx512_bf16_supported"),
+                ("AMX", "_is_amx_tile_supported"),
+            )
+            if getattr(torch.cpu, probe, lambda: False)()
+        ]
+        hardware = f"{platform.machine()} CPU ({', '.join(features) or 'no native bf16'})"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{hardware}, {args.threads} threads, torch {torch.__version__}, load average {load:.1f}, "
+        f"malloc {'keeps freed memory' if malloc_tuned() else 'default'}; "
+        f"{args.warmup} warm-up + {args.steps} timed steps per variant, median step"
+    )
+
+
+def print_table(rows: list[Row], baseline: Row) -> None:
+    print("| model | recipe | loop | attention | precision | tokens / s | GFLOP/s | vs baseline |")
+    print("|---|---|---|---|---|---:|---:|---:|")
+    for row in rows:
+        ratio = row.tokens_per_s / baseline.tokens_per_s
+        marker = " (baseline)" if row is baseline else ""
+        print(
+            f"| {row.case.label} | {row.recipe}{marker} | {row.loop} | {row.attention} | {row.precision} "
+            f"| {row.tokens_per_s:,.0f} | {row.gflops:.1f} | {ratio:.2f}x |"
+        )
+
+
+def malloc_tuned() -> bool:
+    """Whether glibc malloc already keeps freed memory in this process (see MALLOC_ENV)."""
+    return os.environ.get("MALLOC_MMAP_MAX_") == "0" or "mmap_max=0" in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def tuned_rows(args, cases: list[Case], trainer_case: Case | None, device: torch.device) -> list[dict]:
+    """The new bf16 recipe (plain loop and Trainer) in a child process whose malloc keeps freed memory."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_child",
+        "--presets",
+        *(f"{case.spec}x{case.batch}" for case in cases),
+        "--trainer",
+        f"{trainer_case.spec}x{trainer_case.batch}" if trainer_case else "none",
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--device",
+        device.type,
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"The malloc-tuned child run failed:\n{result.stderr[-3000:]}")
+    return [json.loads(line[4:]) for line in result.stdout.splitlines() if line.startswith("ROW ")]
+
+
+def child_main(args, cases: list[Case], device: torch.device) -> None:
+    """`--_child`: print the new bf16 rows (and the Trainer row) as JSON lines for the parent."""
+    for case in cases:
+        (row,) = time_case(case, [Variant("new", True)], args, device)
+        print("ROW " + json.dumps({"spec": case.spec, "batch": case.batch, "trainer": False, **row.numbers}))
+    if args.trainer != "none":
+        case = parse_cases([args.trainer])[0]
+        row, plain = trainer_row(case, args, device)
+        numbers = {**row.numbers, "plain": plain, "loop": row.loop}
+        print("ROW " + json.dumps({"spec": case.spec, "batch": case.batch, "trainer": True, **numbers}))
+
+
+def trainer_note(row: Row, plain: float, suffix: str = "") -> str:
+    return (
+        f"Trainer overhead ({row.case.label}, new recipe, bf16{suffix}): {row.tokens_per_s:,.0f} tokens/s "
+        f"through the Trainer vs {plain:,.0f} tokens/s for plain steps interleaved with its steps: "
+        f"{plain / row.tokens_per_s:.2f}x."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["compact", "medium"],
+        help="Cases: a preset (its default windows: compact @ 512, medium @ 512 and 1024), preset@T or "
+        "preset@TxB. Default: compact medium.",
+    )
+    parser.add_argument("--steps", type=int, default=8, help="Timed steps per variant (default 8).")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="Untimed warm-up steps per variant (default 2)."
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2).")
+    parser.add_argument(
+        "--trainer",
+        default=None,
+        help="Case for the Trainer row (default medium@512 when measured, else the first case); 'none' "
+        "skips it.",
+    )
+    parser.add_argument(
+        "--loss_steps", type=int, default=30, help="Steps of the old-vs-new loss check (0 skips; default 30)."
+    )
+    parser.add_argument("--compile", action="store_true", help="Add a torch.compile row per case.")
+    parser.add_argument(
+        "--no_malloc_rows",
+        action="store_true",
+        help="Skip the rows measured in a child process whose glibc malloc keeps freed memory.",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
+    parser.add_argument(
+        "--quick", action="store_true", help="Smoke test: 1 warm-up, 2 timed steps, 4 loss-check steps."
+    )
+    parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    methods = parser.add_argument_group("the --methods comparison (full vs frozen blocks vs LoRA, fp32)")
+    methods.add_argument("--methods", action="store_true", help="Run that comparison instead.")
+    methods.add_argument("--preset", default="small", help="Its model preset (default small).")
+    methods.add_argument("--batch_size", type=int, default=4, help="Its sequences per step (default 4).")
+    methods.add_argument("--seq_len", type=int, default=512, help="Its tokens per sequence (default 512).")
+    methods.add_argument("--trainable_blocks", type=int, default=4, help="Top blocks trained when frozen.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup, args.loss_steps = 2, 1, min(args.loss_steps, 4)
+
+    torch.set_num_threads(args.threads)
+    if args.methods:
+        methods_table(args)
+        return
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cases = parse_cases(args.presets)
+    if args._child:
+        child_main(args, cases, device)
+        return
+    trainer_case = None
+    if (args.trainer or "").lower() != "none":
+        specs = {case.spec: case for case in cases}
+        if args.trainer:
+            trainer_case = specs.get(args.trainer) or parse_cases([args.trainer])[0]
+        else:
+            trainer_case = specs.get("medium@512", cases[0])
+
+    print(machine_line(args, device))
+    difference = check_attention_paths(cases[0].preset, device)
+    print(
+        f"fused vs explicit attention (fp32, {cases[0].preset}): largest relative difference {difference:.1e}"
+    )
+    if difference > 1e-3:
+        raise SystemExit("The benchmark's fused attention no longer matches the model; update it.")
+
+    rows: list[Row] = []
+    for case in cases:
+        variants = list(VARIANTS) + ([Variant("new", True, compile=True)] if args.compile else [])
+        print(f"timing {case.label} ...", file=sys.stderr, flush=True)
+        rows += time_case(case, variants, args, device)
+    baseline_case = next((c for c in cases if c.preset == "compact"), cases[0])
+    baseline = next(
+        r for r in rows if r.case == baseline_case and r.recipe == "old" and r.precision == "bf16"
+    )
+
+    notes = []
+    if trainer_case is not None:
+        print(f"timing the Trainer on {trainer_case.label} ...", file=sys.stderr, flush=True)
+        row, plain = trainer_row(trainer_case, args, device)
+        rows.append(row)
+        notes.append(trainer_note(row, plain))
+
+    if not args.no_malloc_rows and device.type == "cpu" and glibc() and not malloc_tuned():
+        print("timing the new recipe with malloc keeping freed memory ...", file=sys.stderr, flush=True)
+        by_spec = {f"{case.spec}x{case.batch}": case for case in cases}
+        if trainer_case is not None:
+            by_spec[f"{trainer_case.spec}x{trainer_case.batch}"] = trainer_case
+        for item in tuned_rows(args, cases, trainer_case, device):
+            case = by_spec[f"{item['spec']}x{item['batch']}"]
+            loop = (item["loop"] if item["trainer"] else "plain") + ", malloc keeps memory"
+            row = Row(case, "new", loop, "explicit", "bf16", item["tokens_per_s"], item["gflops"])
+            rows.append(row)
+            if item["trainer"]:
+                notes.append(trainer_note(row, item["plain"], ", malloc keeps memory"))
+    order = {case: index for index, case in enumerate(cases)}
+    rows.sort(key=lambda row: (row.loop.startswith("Trainer"), order.get(row.case, len(order))))
+
+    print()
+    print_table(rows, baseline)
+    print()
+    for note in notes:
+        print(note)
+    if args.loss_steps > 0:
+        loss_case = baseline_case
+        print(f"timing done; loss check on {loss_case.label} ...", file=sys.stderr, flush=True)
+        results = loss_check(loss_case, args.loss_steps, device)
+        print(
+            f"Loss check ({loss_case.label}, bf16, {args.loss_steps} steps, same initial weights and data; "
+            "entropy floor about 0.25 nats):"
+        )
+        for recipe, final, held in results:
+            print(f"- {recipe} recipe: final training loss {final:.3f}, held-out loss {held:.3f}")
+        (_, _, old_held), (_, _, new_held) = results
+        verdict = "not worse" if new_held <= old_held + 0.02 else "WORSE"
+        print(f"- new recipe's held-out loss is {verdict} ({new_held - old_held:+.3f} nats vs old)")
 
 
 if __name__ == "__main__":
