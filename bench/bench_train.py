@@ -68,6 +68,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -117,6 +122,7 @@ class Variant:
     recipe: str  # "old" or "new"
     bf16: bool
     compile: bool = False
+    keep_dropout: bool = False  # the new recipe with the old dropout 0.1
 
     @property
     def fused_attention(self) -> bool:
@@ -124,14 +130,21 @@ class Variant:
 
     @property
     def dropout(self) -> float:
-        return 0.1 if self.recipe == "old" else 0.0
+        return 0.1 if self.recipe == "old" or self.keep_dropout else 0.0
+
+    @property
+    def label(self) -> str:
+        return self.recipe + (" + dropout 0.1" if self.keep_dropout else "")
 
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp32"
 
 
-VARIANTS = tuple(Variant(recipe, bf16) for recipe in ("old", "new") for bf16 in (False, True))
+VARIANTS = (
+    *(Variant(recipe, bf16) for recipe in ("old", "new") for bf16 in (False, True)),
+    Variant("new", True, keep_dropout=True),
+)
 
 
 def parse_cases(specs: list[str]) -> list[Case]:
@@ -225,17 +238,34 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def cpu_usage() -> tuple[float, float, int]:
+    """CPU seconds (user + system) and system seconds of this process so far, and its minor page faults."""
+    if resource is None:
+        return 0.0, 0.0, 0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt
+
+
+def usage_since(start: tuple[float, float, int]) -> tuple[float, float, int]:
+    return tuple(now - then for now, then in zip(cpu_usage(), start, strict=True))  # type: ignore[return-value]
+
+
 class Stepper:
-    """A model, its optimiser and one training step; `step()` returns (seconds, loss)."""
+    """A model, its optimiser and one training step; `step()` returns (seconds, loss).
+
+    `last_usage` holds the step's CPU seconds, system seconds and minor page faults.
+    """
 
     def __init__(self, preset: str, variant: Variant, device: torch.device, seed: int = 0) -> None:
         self.variant = variant
         self.device = device
         self.model = build_model(preset, variant, device, seed)
         self.optimizer = make_optimizer(self.model)
+        self.last_usage = (0.0, 0.0, 0)
 
     def step(self, batch: torch.Tensor) -> tuple[float, float]:
         synchronize(self.device)
+        usage = cpu_usage()
         start = time.perf_counter()
         with autocast(self.device, self.variant.bf16):
             loss = self.model(input_ids=batch, labels=batch, use_cache=False).loss
@@ -243,7 +273,9 @@ class Stepper:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         synchronize(self.device)
-        return time.perf_counter() - start, float(loss.detach())
+        seconds = time.perf_counter() - start
+        self.last_usage = usage_since(usage)
+        return seconds, float(loss.detach())
 
 
 def random_batch(case: Case, device: torch.device, seed: int) -> torch.Tensor:
@@ -260,10 +292,16 @@ class Row:
     precision: str
     tokens_per_s: float
     gflops: float
+    usage: tuple[float, float, float] | None = None  # median CPU s, system s, minor page faults per step
+    ratio: float | None = None  # paired ratio to the baseline, when measured in the same rounds
 
     @property
-    def numbers(self) -> dict[str, float]:
-        return {"tokens_per_s": self.tokens_per_s, "gflops": self.gflops}
+    def numbers(self) -> dict:
+        return {"tokens_per_s": self.tokens_per_s, "gflops": self.gflops, "usage": self.usage}
+
+
+def median_usage(usages: list[tuple[float, float, int]]) -> tuple[float, float, float]:
+    return tuple(statistics.median(column) for column in zip(*usages, strict=True))  # type: ignore[return-value]
 
 
 def attention_label(variant: Variant, device: torch.device) -> str:
@@ -272,32 +310,45 @@ def attention_label(variant: Variant, device: torch.device) -> str:
     return "explicit"
 
 
-def time_case(case: Case, variants: list[Variant], args, device: torch.device) -> list[Row]:
-    """Warm up every variant, then time them round by round (interleaved); median step per variant."""
-    steppers = [Stepper(case.preset, variant, device) for variant in variants]
-    batches = [random_batch(case, device, seed) for seed in range(2)]
-    for stepper in steppers:
+def time_all(
+    entries: list[tuple[Case, Variant]], args, device: torch.device, baseline: int | None
+) -> list[Row]:
+    """Warm up every (case, variant), then time them all round by round, interleaved.
+
+    Each row's tokens/s is its median step; its ratio to `entries[baseline]` is the median of the per-round
+    ratios, so both were measured within seconds of each other.
+    """
+    steppers = [Stepper(case.preset, variant, device) for case, variant in entries]
+    batches = {case: [random_batch(case, device, seed) for seed in range(2)] for case, _ in entries}
+    for (case, _), stepper in zip(entries, steppers, strict=True):
         for index in range(args.warmup):
-            stepper.step(batches[index % 2])
-    times: list[list[float]] = [[] for _ in steppers]
+            stepper.step(batches[case][index % 2])
+    rates: list[list[float]] = [[] for _ in steppers]
+    usages: list[list[tuple[float, float, int]]] = [[] for _ in steppers]
     for round_index in range(args.steps):
         order = range(len(steppers)) if round_index % 2 == 0 else reversed(range(len(steppers)))
         for index in order:
-            times[index].append(steppers[index].step(batches[round_index % 2])[0])
-    per_token = flops_per_token(steppers[0].model.config, case.seq_len)
+            case = entries[index][0]
+            seconds, _ = steppers[index].step(batches[case][round_index % 2])
+            rates[index].append(case.batch * case.seq_len / seconds)
+            usages[index].append(steppers[index].last_usage)
     rows = []
-    for variant, seconds in zip(variants, times, strict=True):
-        tokens_per_s = case.batch * case.seq_len / statistics.median(seconds)
-        loop = "plain + compile" if variant.compile else "plain"
+    for index, ((case, variant), stepper) in enumerate(zip(entries, steppers, strict=True)):
+        tokens_per_s = statistics.median(rates[index])
+        ratio = None
+        if baseline is not None:
+            ratio = statistics.median(a / b for a, b in zip(rates[index], rates[baseline], strict=True))
         rows.append(
             Row(
                 case,
-                variant.recipe,
-                loop,
+                variant.label,
+                "plain + compile" if variant.compile else "plain",
                 attention_label(variant, device),
                 variant.precision,
                 tokens_per_s,
-                tokens_per_s * per_token / 1e9,
+                tokens_per_s * flops_per_token(stepper.model.config, case.seq_len) / 1e9,
+                median_usage(usages[index]),
+                ratio,
             )
         )
     return rows
@@ -328,10 +379,10 @@ def check_attention_paths(preset: str, device: torch.device) -> float:
 # ------------------------------------------------------------------------------------------------------
 
 
-def trainer_row(case: Case, args, device: torch.device) -> tuple[Row, float]:
+def trainer_rows(case: Case, args, device: torch.device) -> tuple[Row, Row]:
     """Time `GigaPianoTrainer` steps (new recipe, bf16, the base_medium config's arguments).
 
-    Returns the row and the plain-loop tokens/s of an identical model measured between the same steps.
+    Returns the Trainer's row and the row of an identical model's plain steps run between its steps.
     """
     import datasets
     from transformers import TrainerCallback, default_data_collator, set_seed
@@ -376,17 +427,18 @@ def trainer_row(case: Case, args, device: torch.device) -> tuple[Row, float]:
         """Trainer step periods (on_step_end to on_step_end), with one twin plain step between steps."""
 
         def __init__(self) -> None:
-            self.last = None
-            self.trainer_seconds: list[float] = []
-            self.plain_seconds: list[float] = []
+            self.last: tuple[float, tuple[float, float, int]] | None = None
+            self.trainer: list[tuple[float, tuple[float, float, int]]] = []
+            self.plain: list[tuple[float, tuple[float, float, int]]] = []
 
         def on_step_end(self, args_, state, control, **kwargs):
             now = time.perf_counter()
             if self.last is not None and state.global_step > args.warmup:
-                self.trainer_seconds.append(now - self.last)
-            if state.global_step >= args.warmup and state.global_step < total_steps:
-                self.plain_seconds.append(twin.step(twin_batch)[0])
-            self.last = time.perf_counter()
+                self.trainer.append((now - self.last[0], usage_since(self.last[1])))
+            if args.warmup <= state.global_step < total_steps:
+                seconds, _ = twin.step(twin_batch)
+                self.plain.append((seconds, twin.last_usage))
+            self.last = (time.perf_counter(), cpu_usage())
 
     timer = Interleave()
     trainer = GigaPianoTrainer(
@@ -399,19 +451,17 @@ def trainer_row(case: Case, args, device: torch.device) -> tuple[Row, float]:
     with redirect_stdout(sys.stderr):  # the Trainer prints its final metrics
         trainer.train()
     tokens = case.batch * case.seq_len
-    tokens_per_s = tokens / statistics.median(timer.trainer_seconds)
-    plain = tokens / statistics.median(timer.plain_seconds)
     per_token = flops_per_token(model.config, case.seq_len)
-    row = Row(
-        case,
-        "new",
-        f"Trainer ({Path(config_file).name})",
-        attention_label(Variant("new", True), device),
-        "bf16",
-        tokens_per_s,
-        tokens_per_s * per_token / 1e9,
-    )
-    return row, plain
+    rows = []
+    loops = (f"Trainer ({Path(config_file).name})", "plain, between Trainer steps")
+    for loop, samples in zip(loops, (timer.trainer, timer.plain), strict=True):
+        tokens_per_s = tokens / statistics.median(seconds for seconds, _ in samples)
+        usage = median_usage([usage for _, usage in samples])
+        attention = attention_label(Variant("new", True), device)
+        rows.append(
+            Row(case, "new", loop, attention, "bf16", tokens_per_s, tokens_per_s * per_token / 1e9, usage)
+        )
+    return rows[0], rows[1]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -440,27 +490,59 @@ def learnable_batches(case: Case, count: int, seed: int) -> list[torch.Tensor]:
     return batches
 
 
-def loss_check(case: Case, steps: int, device: torch.device) -> list[tuple[str, float, float]]:
-    """Old vs new recipe in bf16, same initial weights and batches: (recipe, final train loss, held-out)."""
-    train_batches = [b.to(device) for b in learnable_batches(case, steps, seed=1)]
-    held_out = [b.to(device) for b in learnable_batches(case, 2, seed=2)]
+def loss_check(
+    case: Case, steps: int, seed: int, device: torch.device
+) -> dict[str, tuple[list[float], float]]:
+    """Old vs new recipe in bf16 from the same initial weights on the same batches.
+
+    Returns, per recipe, the training-loss curve and the held-out loss (eval mode, 2 fresh batches).
+    """
+    train_batches = [b.to(device) for b in learnable_batches(case, steps, seed=1 + 10 * seed)]
+    held_out = [b.to(device) for b in learnable_batches(case, 2, seed=2 + 10 * seed)]
     warmup = max(1, steps // 6)
-    results = []
-    for variant in (Variant("old", True), Variant("new", True)):
-        stepper = Stepper(case.preset, variant, device, seed=0)
+    results = {}
+    for variant in (Variant("old", True), Variant("new", True), Variant("new", True, keep_dropout=True)):
+        stepper = Stepper(case.preset, variant, device, seed=seed)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             stepper.optimizer, lambda step, warmup=warmup: min(1.0, (step + 1) / warmup)
         )
-        losses = []
+        curve = []
         for batch in train_batches:
-            losses.append(stepper.step(batch)[1])
+            curve.append(stepper.step(batch)[1])
             scheduler.step()
         stepper.model.eval()
         with torch.no_grad(), autocast(device, True):
             held = [float(stepper.model(input_ids=b, labels=b, use_cache=False).loss) for b in held_out]
-        tail = losses[-min(5, len(losses)) :]
-        results.append((variant.recipe, sum(tail) / len(tail), sum(held) / len(held)))
+        results[variant.label] = (curve, sum(held) / len(held))
     return results
+
+
+def print_loss_check(case: Case, steps: int, seeds: int, device: torch.device) -> None:
+    """Curves (every 5th step), final training loss (mean of the last 5 steps) and held-out loss per seed."""
+    print(
+        f"\nLoss check: {case.label}, bf16, {steps} steps (learning rate 1.5e-3 after a linear warm-up), "
+        "same initial weights and batches for every recipe; synthetic windows whose loss floor is about "
+        "0.25 nats.\n"
+    )
+    marks = list(range(4, steps, 5)) or [steps - 1]
+    steps_label = ", ".join(str(m + 1) for m in marks)
+    print(f"| seed | recipe | training loss at steps {steps_label} | final | held-out |")
+    print("|---|---|---|---:|---:|")
+    differences: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        results = loss_check(case, steps, seed, device)
+        for recipe, (curve, held) in results.items():
+            tail = curve[-min(5, len(curve)) :]
+            points = " / ".join(f"{curve[m]:.2f}" for m in marks)
+            print(f"| {seed} | {recipe} | {points} | {sum(tail) / len(tail):.3f} | {held:.3f} |")
+            if recipe != "old":
+                differences.setdefault(recipe, []).append(held - results["old"][1])
+    print()
+    for recipe, values in differences.items():
+        mean = sum(values) / len(values)
+        verdict = "not worse" if mean <= 0.02 else "worse"
+        listed = ", ".join(f"{value:+.3f}" for value in values)
+        print(f"- {recipe} minus old, held-out loss: {listed} nats (mean {mean:+.3f}): {verdict}.")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -554,11 +636,25 @@ def print_table(rows: list[Row], baseline: Row) -> None:
     print("| model | recipe | loop | attention | precision | tokens / s | GFLOP/s | vs baseline |")
     print("|---|---|---|---|---|---:|---:|---:|")
     for row in rows:
-        ratio = row.tokens_per_s / baseline.tokens_per_s
+        ratio = row.ratio if row.ratio is not None else row.tokens_per_s / baseline.tokens_per_s
         marker = " (baseline)" if row is baseline else ""
         print(
             f"| {row.case.label} | {row.recipe}{marker} | {row.loop} | {row.attention} | {row.precision} "
             f"| {row.tokens_per_s:,.0f} | {row.gflops:.1f} | {ratio:.2f}x |"
+        )
+
+
+def print_usage_table(rows: list[Row]) -> None:
+    """CPU seconds, kernel share and page faults per step (contention inflates wall time far more)."""
+    print("| model | recipe | loop | precision | CPU s / step | of which system | minor page faults / step |")
+    print("|---|---|---|---|---:|---:|---:|")
+    for row in rows:
+        if row.usage is None:
+            continue
+        cpu, system, faults = row.usage
+        print(
+            f"| {row.case.label} | {row.recipe} | {row.loop} | {row.precision} | {cpu:.2f} "
+            f"| {system:.2f} ({system / max(cpu, 1e-9):.0%}) | {faults:,.0f} ({faults * 4 / 1024:,.0f} MiB) |"
         )
 
 
@@ -567,16 +663,20 @@ def malloc_tuned() -> bool:
     return os.environ.get("MALLOC_MMAP_MAX_") == "0" or "mmap_max=0" in os.environ.get("GLIBC_TUNABLES", "")
 
 
-def tuned_rows(args, cases: list[Case], trainer_case: Case | None, device: torch.device) -> list[dict]:
+def case_key(case: Case) -> str:
+    return f"{case.spec}x{case.batch}"
+
+
+def tuned_rows(args, cases: list[Case], trainer_case: Case | None, device: torch.device) -> list[Row]:
     """The new bf16 recipe (plain loop and Trainer) in a child process whose malloc keeps freed memory."""
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--_child",
         "--presets",
-        *(f"{case.spec}x{case.batch}" for case in cases),
+        *(case_key(case) for case in cases),
         "--trainer",
-        f"{trainer_case.spec}x{trainer_case.batch}" if trainer_case else "none",
+        case_key(trainer_case) if trainer_case else "none",
         "--steps",
         str(args.steps),
         "--warmup",
@@ -591,26 +691,35 @@ def tuned_rows(args, cases: list[Case], trainer_case: Case | None, device: torch
     )
     if result.returncode != 0:
         raise SystemExit(f"The malloc-tuned child run failed:\n{result.stderr[-3000:]}")
-    return [json.loads(line[4:]) for line in result.stdout.splitlines() if line.startswith("ROW ")]
+    by_key = {case_key(case): case for case in [*cases, *([trainer_case] if trainer_case else [])]}
+    rows = []
+    for line in result.stdout.splitlines():
+        if line.startswith("ROW "):
+            item = json.loads(line[4:])
+            loop = item["loop"] + ", malloc keeps memory"
+            usage = tuple(item["usage"]) if item["usage"] else None
+            case = by_key[item["case"]]
+            rows.append(
+                Row(case, "new", loop, "explicit", "bf16", item["tokens_per_s"], item["gflops"], usage)
+            )
+    return rows
 
 
 def child_main(args, cases: list[Case], device: torch.device) -> None:
-    """`--_child`: print the new bf16 rows (and the Trainer row) as JSON lines for the parent."""
-    for case in cases:
-        (row,) = time_case(case, [Variant("new", True)], args, device)
-        print("ROW " + json.dumps({"spec": case.spec, "batch": case.batch, "trainer": False, **row.numbers}))
+    """`--_child`: print the new bf16 rows (plain and Trainer) as JSON lines for the parent."""
+    rows = time_all([(case, Variant("new", True)) for case in cases], args, device, baseline=None)
     if args.trainer != "none":
-        case = parse_cases([args.trainer])[0]
-        row, plain = trainer_row(case, args, device)
-        numbers = {**row.numbers, "plain": plain, "loop": row.loop}
-        print("ROW " + json.dumps({"spec": case.spec, "batch": case.batch, "trainer": True, **numbers}))
+        rows += trainer_rows(parse_cases([args.trainer])[0], args, device)
+    for row in rows:
+        print("ROW " + json.dumps({"case": case_key(row.case), "loop": row.loop, **row.numbers}))
 
 
-def trainer_note(row: Row, plain: float, suffix: str = "") -> str:
+def trainer_note(trainer: Row, plain: Row) -> str:
+    malloc = ", malloc keeps memory" if "malloc" in trainer.loop else ""
     return (
-        f"Trainer overhead ({row.case.label}, new recipe, bf16{suffix}): {row.tokens_per_s:,.0f} tokens/s "
-        f"through the Trainer vs {plain:,.0f} tokens/s for plain steps interleaved with its steps: "
-        f"{plain / row.tokens_per_s:.2f}x."
+        f"Trainer overhead ({trainer.case.label}, new recipe, bf16{malloc}): {trainer.tokens_per_s:,.0f} "
+        f"tokens/s through the Trainer vs {plain.tokens_per_s:,.0f} tokens/s for plain steps interleaved "
+        f"with its steps: {plain.tokens_per_s / trainer.tokens_per_s:.2f}x."
     )
 
 
@@ -637,6 +746,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--loss_steps", type=int, default=30, help="Steps of the old-vs-new loss check (0 skips; default 30)."
     )
+    parser.add_argument(
+        "--loss_seeds",
+        type=int,
+        default=2,
+        help="Initial weights and data seeds of the loss check (default 2).",
+    )
     parser.add_argument("--compile", action="store_true", help="Add a torch.compile row per case.")
     parser.add_argument(
         "--no_malloc_rows",
@@ -645,7 +760,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
     parser.add_argument(
-        "--quick", action="store_true", help="Smoke test: 1 warm-up, 2 timed steps, 4 loss-check steps."
+        "--quick",
+        action="store_true",
+        help="Smoke test: 1 warm-up, 2 timed steps, a 4-step loss check with one seed.",
     )
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     methods = parser.add_argument_group("the --methods comparison (full vs frozen blocks vs LoRA, fp32)")
@@ -656,7 +773,8 @@ def main(argv: list[str] | None = None) -> None:
     methods.add_argument("--trainable_blocks", type=int, default=4, help="Top blocks trained when frozen.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.steps, args.warmup, args.loss_steps = 2, 1, min(args.loss_steps, 4)
+        args.steps, args.warmup = 2, 1
+        args.loss_steps, args.loss_seeds = min(args.loss_steps, 4), 1
 
     torch.set_num_threads(args.threads)
     if args.methods:
@@ -683,56 +801,39 @@ def main(argv: list[str] | None = None) -> None:
     if difference > 1e-3:
         raise SystemExit("The benchmark's fused attention no longer matches the model; update it.")
 
-    rows: list[Row] = []
-    for case in cases:
-        variants = list(VARIANTS) + ([Variant("new", True, compile=True)] if args.compile else [])
-        print(f"timing {case.label} ...", file=sys.stderr, flush=True)
-        rows += time_case(case, variants, args, device)
+    variants = list(VARIANTS) + ([Variant("new", True, compile=True)] if args.compile else [])
+    entries = [(case, variant) for case in cases for variant in variants]
     baseline_case = next((c for c in cases if c.preset == "compact"), cases[0])
-    baseline = next(
-        r for r in rows if r.case == baseline_case and r.recipe == "old" and r.precision == "bf16"
-    )
+    baseline_index = entries.index((baseline_case, Variant("old", True)))
+    print(f"timing {len(entries)} variants ...", file=sys.stderr, flush=True)
+    rows = time_all(entries, args, device, baseline_index)
+    baseline = rows[baseline_index]
 
-    notes = []
+    pairs = []
     if trainer_case is not None:
         print(f"timing the Trainer on {trainer_case.label} ...", file=sys.stderr, flush=True)
-        row, plain = trainer_row(trainer_case, args, device)
-        rows.append(row)
-        notes.append(trainer_note(row, plain))
-
+        pairs.append(trainer_rows(trainer_case, args, device))
     if not args.no_malloc_rows and device.type == "cpu" and glibc() and not malloc_tuned():
         print("timing the new recipe with malloc keeping freed memory ...", file=sys.stderr, flush=True)
-        by_spec = {f"{case.spec}x{case.batch}": case for case in cases}
-        if trainer_case is not None:
-            by_spec[f"{trainer_case.spec}x{trainer_case.batch}"] = trainer_case
-        for item in tuned_rows(args, cases, trainer_case, device):
-            case = by_spec[f"{item['spec']}x{item['batch']}"]
-            loop = (item["loop"] if item["trainer"] else "plain") + ", malloc keeps memory"
-            row = Row(case, "new", loop, "explicit", "bf16", item["tokens_per_s"], item["gflops"])
-            rows.append(row)
-            if item["trainer"]:
-                notes.append(trainer_note(row, item["plain"], ", malloc keeps memory"))
+        tuned = tuned_rows(args, cases, trainer_case, device)
+        rows += [row for row in tuned if row.loop.startswith("plain, malloc")]
+        trainer_pair = [row for row in tuned if not row.loop.startswith("plain, malloc")]
+        if trainer_pair:
+            pairs.append((trainer_pair[0], trainer_pair[1]))
+    rows += [row for pair in pairs for row in pair]
     order = {case: index for index, case in enumerate(cases)}
-    rows.sort(key=lambda row: (row.loop.startswith("Trainer"), order.get(row.case, len(order))))
+    rows.sort(key=lambda row: (row.loop.startswith(("Trainer", "plain, between")), order.get(row.case, 0)))
 
     print()
     print_table(rows, baseline)
     print()
-    for note in notes:
-        print(note)
+    for trainer, plain in pairs:
+        print(trainer_note(trainer, plain))
+    print()
+    print_usage_table(rows)
     if args.loss_steps > 0:
-        loss_case = baseline_case
-        print(f"timing done; loss check on {loss_case.label} ...", file=sys.stderr, flush=True)
-        results = loss_check(loss_case, args.loss_steps, device)
-        print(
-            f"Loss check ({loss_case.label}, bf16, {args.loss_steps} steps, same initial weights and data; "
-            "entropy floor about 0.25 nats):"
-        )
-        for recipe, final, held in results:
-            print(f"- {recipe} recipe: final training loss {final:.3f}, held-out loss {held:.3f}")
-        (_, _, old_held), (_, _, new_held) = results
-        verdict = "not worse" if new_held <= old_held + 0.02 else "WORSE"
-        print(f"- new recipe's held-out loss is {verdict} ({new_held - old_held:+.3f} nats vs old)")
+        print(f"loss check on {baseline_case.label} ...", file=sys.stderr, flush=True)
+        print_loss_check(baseline_case, args.loss_steps, args.loss_seeds, device)
 
 
 if __name__ == "__main__":

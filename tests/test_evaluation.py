@@ -166,10 +166,24 @@ def test_ngram_beats_uniform_on_a_repetitive_sequence_and_uses_background_counts
     test = np.asarray(ids(motif * 4))[None, :]
     nats, tokens = model.window_losses(test)
     assert nats[0] / tokens[0] < 0.25 * math.log(128)
-    style = NoteNgram.fit([random_piece(5, 80)], window_tokens=80, background=model.counts)
-    assert len(style.sources) == 2 and style.window_losses(test)[0][0] < nats[0] * 20
+    # a style n-gram mixes in its background n-gram as one component, whose data may include the style's
+    style = NoteNgram.fit([piece] * 3, window_tokens=80, background=model, background_holds_pieces=True)
+    assert style.background is model and style.window_losses(test)[0][0] / tokens[0] < 0.25 * math.log(128)
     with pytest.raises(ValueError, match="No training piece"):
         NoteNgram.fit([piece[:40]], window_tokens=80)
+
+
+def test_ngram_weights_are_fitted_on_whole_held_out_compositions():
+    from gigapiano.evaluation.ngram import _held_out_pieces
+
+    windows = [np.zeros((n, 4)) for n in (5, 5, 3, 3, 3, 8, 2, 2, 4, 1)]
+    groups = ["a", "a", "b", "b", "b", "c", "d", "d", "e", "f"]
+    held = _held_out_pieces(windows, groups)
+    assert held and len(held) < len(windows)
+    for group in {groups[i] for i in held}:  # every performance of a held-out composition is held out
+        assert {i for i, g in enumerate(groups) if g == group} <= set(held)
+    assert _held_out_pieces(windows, groups) == held  # deterministic
+    assert _held_out_pieces([np.zeros((4, 4))], None) == [0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -398,6 +412,14 @@ def test_fp16_weights_are_evaluated_in_float32(tmp_path):
     assert load_evaluation_model(tmp_path / "fp16", "cpu").dtype == torch.float32
 
 
+@pytest.fixture
+def restore_threads():
+    """Puts torch's thread count back after a test that sets it (--num_threads is process-wide)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_model_window_losses_on_a_tiny_model(models_dir):
     model = load_evaluation_model(models_dir / "gigapiano-base", "cpu")
     pieces = [
@@ -408,7 +430,8 @@ def test_model_window_losses_on_a_tiny_model(models_dir):
     assert windows.windows.shape == (3, 64) and windows.pieces == ["a.midi", "a.midi", "b.midi"]
     assert ScoredWindows.from_pieces(pieces, 64, per_piece=1).pieces == ["a.midi", "b.midi"]
     nats, tokens = model_window_losses(model, windows.windows, batch_size=2)
-    logits = model(input_ids=torch.tensor(windows.windows[:1])).logits[0, :-1]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor(windows.windows[:1])).logits[0, :-1]
     expected = torch.nn.functional.cross_entropy(
         logits, torch.tensor(windows.windows[0, 1:]), reduction="sum"
     )
@@ -417,7 +440,8 @@ def test_model_window_losses_on_a_tiny_model(models_dir):
         ScoredWindows.from_pieces([("c.midi", ids([(1, 1, 50)] * 3))], 64, 2)
 
 
-def test_batched_continuations_are_valid_and_seeded(models_dir):
+def test_batched_continuations_are_valid_and_seeded(models_dir, restore_threads):
+    torch.set_num_threads(1)  # tiny batches: one thread is fastest, and immune to a busy CPU
     model = load_evaluation_model(models_dir / "gigapiano-base", "cpu")
     prompts = [random_piece(seed, 4) for seed in range(3)]
     setup = SamplingSetup(new_notes=6, seeds=(4, 5), batch_size=2)
@@ -432,14 +456,6 @@ def test_batched_continuations_are_valid_and_seeded(models_dir):
 # ----------------------------------------------------------------------------------------------------------
 # the command
 # ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_threads():
-    """Puts torch's thread count back after a test that sets it (--num_threads is process-wide)."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

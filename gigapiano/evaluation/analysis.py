@@ -181,10 +181,10 @@ def done_when(
                 "check": "a",
                 "style": style,
                 "passed": bool(below_ngram >= LOSS_MARGIN and diff["value"] < 0 and diff["high"] < 0),
-                "detail": f"style model {loss['style']['value']:.3f} vs its n-gram "
-                f"{loss['ngram_style']['value']:.3f} nats/token ({below_ngram:+.3f} below, needs >= "
-                f"{LOSS_MARGIN}); minus base {diff['value']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] "
-                "(needs < 0 with the interval below 0)",
+                "detail": f"style model {loss['style']['value']:.3f} nats/token, its n-gram "
+                f"{loss['ngram_style']['value']:.3f}: {below_ngram:.3f} below it (needs >= {LOSS_MARGIN}); "
+                f"style minus base {diff['value']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] (needs < 0 "
+                "with the interval below 0)",
             }
         )
         hit, gain = hits[style], hits[style]["style_minus_base"]

@@ -17,12 +17,15 @@ Every component is a table of counts with add-k smoothing (`(count + k) / (total
 has probability 0. The components of a field are mixed by linear interpolation whose weights depend on how
 often the most specific context was seen (Jelinek-Mercer with count buckets), fitted by EM on held-out
 training performances (every tenth, whose counts are subtracted while fitting), and the counts are then
-taken from all training performances. Counting and scoring run on non-overlapping windows of the model's
+taken from all training performances. (Held out are whole compositions: with another performance of a
+held-out composition among the counts, long contexts would look more reliable than they are on new
+music.) Counting and scoring run on non-overlapping windows of the model's
 context length, so like the model the n-gram has no history before a window's first note.
 
-A style baseline (`background=`) mixes the components counted on the style's performances with those of a
-background count set (the base model's data) under weights fitted on held-out style performances: it is
-trained on exactly what the fine-tuned style model saw, base data plus style data.
+A style baseline (`background=`) mixes the components counted on the style's performances with the whole
+base n-gram (the base model's data) as one more component, under weights fitted on held-out style
+performances (taken out of the base counts meanwhile): it is trained on exactly what the fine-tuned style
+model saw, base data plus style data, and can fall back on the base n-gram where the style's counts are thin.
 """
 
 from __future__ import annotations
@@ -227,48 +230,74 @@ def piece_windows(pieces: Sequence[Sequence[int]], window_tokens: int) -> np.nda
     return np.concatenate(rows) if rows else np.zeros((0, window_tokens), dtype=np.int64)
 
 
+def _held_out_pieces(windows: Sequence[np.ndarray], groups: Sequence[int | str] | None) -> list[int]:
+    """Indices of the pieces held out for the weights: whole groups, about a tenth of the windows."""
+    keys = list(range(len(windows))) if groups is None else list(groups)
+    distinct = list(dict.fromkeys(keys))
+    total = sum(len(w) for w in windows)
+    chosen, held = set(), 0
+    for index in np.random.default_rng(0).permutation(len(distinct)):
+        if held >= total / 10 or len(chosen) == len(distinct) - 1:
+            break
+        chosen.add(distinct[index])
+        held += sum(len(w) for w, key in zip(windows, keys, strict=True) if key == distinct[index])
+    return [i for i, key in enumerate(keys) if key in chosen] or [len(windows) - 1]
+
+
 class NoteNgram:
     """The interpolated, add-k smoothed music n-gram (see the module docstring). Build it with `fit`.
 
     Args:
-        sources: Count sets; the first is the model's own data, others are background data.
+        counts: Count tables of the model's own training data.
         weights: Phase -> `(buckets, components)` interpolation weights.
         k: Add-k constant.
         cache_notes: Notes of the pitch cache.
+        background: A fitted n-gram of other training data (the base data for a style model), mixed in as one
+            more component (its whole predictive distribution).
     """
 
     def __init__(
-        self, sources: Sequence[NgramCounts], weights: dict[str, np.ndarray], k: float, cache_notes: int
+        self,
+        counts: NgramCounts,
+        weights: dict[str, np.ndarray],
+        k: float,
+        cache_notes: int,
+        background: NoteNgram | None = None,
     ) -> None:
-        self.sources = list(sources)
+        self.counts = counts
         self.weights = weights
         self.k = k
         self.cache_notes = cache_notes
-        self._scorers = [_Scorer(counts, k) for counts in self.sources]
+        self.background = background
+        self._scorer = _Scorer(counts, k)
 
-    @property
-    def counts(self) -> NgramCounts:
-        """The counts of the model's own data (the first source)."""
-        return self.sources[0]
+    def without(self, counts: NgramCounts) -> NoteNgram:
+        """The same model with `counts` (data it must not have seen, e.g. held-out pieces) taken out."""
+        return NoteNgram(self.counts - counts, self.weights, self.k, self.cache_notes, self.background)
 
-    @staticmethod
-    def _component_probs(scorers: Sequence[_Scorer], phase: str, c: _Contexts, cache_notes: int, k: float):
-        columns = []
-        for scorer in scorers:
-            columns += [scorer.absolute(name, c) for name, spec in ABSOLUTE.items() if spec[0] == phase]
-            if phase == "pitch":
-                columns += [scorer.interval(name, c) for name in INTERVAL]
+    def _columns(self, phase: str, c: _Contexts) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities of the targets of `phase` under every component (last axis), and their buckets."""
+        scorer = self._scorer
+        columns = [scorer.absolute(name, c) for name, spec in ABSOLUTE.items() if spec[0] == phase]
         if phase == "pitch":
-            columns.append(cache_probs(c.pitch, cache_notes, k))
-        return np.stack(columns, axis=-1), scorers[0].bucket(phase, c)
+            columns += [scorer.interval(name, c) for name in INTERVAL]
+            columns.append(cache_probs(c.pitch, self.cache_notes, self.k))
+        if self.background is not None:
+            columns.append(self.background._mixed(phase, c))
+        return np.stack(columns, axis=-1), scorer.bucket(phase, c)
+
+    def _mixed(self, phase: str, c: _Contexts) -> np.ndarray:
+        probs, buckets = self._columns(phase, c)
+        return (probs * self.weights[phase][buckets]).sum(axis=-1)
 
     @classmethod
     def fit(
         cls,
         pieces: Sequence[Sequence[int]],
         *,
+        groups: Sequence[int | str] | None = None,
         window_tokens: int = 1024,
-        background: NgramCounts | None = None,
+        background: NoteNgram | None = None,
         background_holds_pieces: bool = False,
         k: float = 0.05,
         cache_notes: int = 64,
@@ -277,10 +306,15 @@ class NoteNgram:
 
         Args:
             pieces: Token ids of the training performances, in a fixed order.
+            groups: The composition group of each piece. Whole groups (drawn in a fixed random order until a
+                tenth of the windows is reached) are held out for the weights, so that no held-out
+                performance has another performance of its composition among the counts (which would make
+                long contexts look more reliable than they are on new music). Default: one group per piece.
             window_tokens: Window length (the model's context): counts and scores never cross a window start.
-            background: Counts of other training data mixed in (the base model's data for a style model).
-            background_holds_pieces: `pieces` are part of the background data; their held-out part is then
-                subtracted from the background while the weights are fitted.
+            background: A fitted n-gram of other training data mixed in (the base n-gram for a style n-gram).
+                The weights can fall back on it entirely, so the result is never much worse than it.
+            background_holds_pieces: `pieces` are part of the background's data; the held-out ones are then
+                taken out of the background while the weights are fitted.
             k: Add-k constant of every component.
             cache_notes: Length of the pitch cache.
 
@@ -297,20 +331,19 @@ class NoteNgram:
         if len(windows) == 1:  # one piece: hold out its last tenth of windows
             held_part = windows[0][max(1, len(windows[0]) * 9 // 10) :]
         else:
-            held = [i for i in range(len(windows)) if i % 10 == 9] or [len(windows) - 1]
-            held_part = np.concatenate([windows[i] for i in held])
+            held_part = np.concatenate([windows[i] for i in _held_out_pieces(windows, groups)])
         if len(held_part) == 0:
             held_part = everything[-1:]
         total = NgramCounts.count(everything)
         held_counts = NgramCounts.count(held_part)
-        sources = [total - held_counts]
-        if background is not None:
-            sources.append(background - held_counts if background_holds_pieces else background)
-        scorers = [_Scorer(counts, k) for counts in sources]
+        unseen_background = background
+        if background is not None and background_holds_pieces:
+            unseen_background = background.without(held_counts)
+        fitting = cls(total - held_counts, {}, k, cache_notes, unseen_background)
         c = note_contexts(held_part)
         weights = {}
         for phase in PHASES:
-            probs, buckets = cls._component_probs(scorers, phase, c, cache_notes, k)
+            probs, buckets = fitting._columns(phase, c)
             probs, buckets = probs.reshape(-1, probs.shape[-1]), buckets.ravel()
             keep = np.linspace(0, len(buckets) - 1, min(len(buckets), _EM_TARGETS)).astype(np.int64)
             probs, buckets = probs[keep], buckets[keep]
@@ -321,15 +354,14 @@ class NoteNgram:
                 if chosen.sum() >= 50:
                     table[bucket] = _em(probs[chosen])
             weights[phase] = table
-        final = [total] + ([background] if background is not None else [])
         logger.info(
             "n-gram: %d training windows of %d tokens (%d held out for the weights)%s.",
             len(everything),
             window_tokens,
             len(held_part),
-            " + background counts" if background is not None else "",
+            " + background n-gram" if background is not None else "",
         )
-        return cls(final, weights, k, cache_notes)
+        return cls(total, weights, k, cache_notes, background)
 
     def token_log_probs(self, windows: np.ndarray) -> np.ndarray:
         """Natural-log probability of every token after the first of each window: `(n, L - 1)`.
@@ -340,10 +372,8 @@ class NoteNgram:
         c = note_contexts(windows)
         out = np.zeros((windows.shape[0], windows.shape[1] - 1))
         for offset, phase in enumerate(PHASES):
-            probs, buckets = self._component_probs(self._scorers, phase, c, self.cache_notes, self.k)
-            mixed = (probs * self.weights[phase][buckets]).sum(axis=-1)
             positions = np.arange(4 if offset == 0 else offset, windows.shape[1], 4)
-            out[:, positions - 1] = np.log(mixed)
+            out[:, positions - 1] = np.log(self._mixed(phase, c))
         return out
 
     def window_losses(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -101,6 +101,15 @@ def _settings(results: dict[str, Any]) -> str:
     )
 
 
+def _timings(results: dict[str, Any]) -> str:
+    timings = dict(results["run"].get("timings_seconds", {}))
+    per_model = timings.pop("per_model", {})
+    validation = sum(t.get("validation", 0.0) for t in per_model.values())
+    generation = sum(t.get("generation", 0.0) for t in per_model.values())
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+    return f"Time: {parts} (models: validation {validation:.0f} s, generation {generation:.0f} s)."
+
+
 def _checks(results: dict[str, Any]) -> str:
     lines = [
         f"- **{'PASS' if c['passed'] else 'FAIL'}** ({c['check']}) {c['style']}: {c['detail']}"
@@ -196,7 +205,7 @@ def _headline(results: dict[str, Any]) -> str:
         "the same windows for every column):\n\n"
         + loss
         + "\n\nShare (%) of the continuations of the style's test prompts classified as the style (real "
-        "continuations: the 128 real notes after each prompt):\n\n"
+        f"continuations: the {results['run']['arguments']['new_notes']} real notes after each prompt):\n\n"
         + hits
         + "\n\nPer seed: "
         + "; ".join(seeds)
@@ -275,6 +284,7 @@ def render_results(results: dict[str, Any]) -> str:
         f"Produced on {run['date']} (git commit `{run['git_commit'] or 'unknown'}`, {run['device']}, "
         f"{run['threads']} thread(s), {run.get('wall_seconds', 'n/a')} s) by:",
         f"```bash\n{run['command']}\n```",
+        _timings(results),
         _settings(results),
         "### Done-when checks",
         _checks(results),

@@ -89,8 +89,9 @@ def run_models(
     folders: dict[str, Path],
     windows: _Windows,
     prompts: Sequence[EvaluationPrompt],
+    model_timings: dict[str, dict[str, float]],
 ) -> tuple[dict, dict[str, list[Continuation]], dict[str, int]]:
-    """Validation losses and continuations, one model at a time.
+    """Validation losses and continuations, one model at a time (seconds of each go into `model_timings`).
 
     Returns:
         `(losses, continuations, contexts)`: row -> style -> per-window entry; row -> continuations (with
@@ -109,6 +110,7 @@ def run_models(
     contexts: dict[str, int] = {}
     for name, folder in folders.items():
         started = time.time()
+        timings = {}
         model = load_evaluation_model(folder, args.device)
         contexts[name] = context = int(model.config.max_position_embeddings)
         scored = list(args.styles) if name == BASE_NAME else [name]
@@ -119,6 +121,7 @@ def run_models(
                 model, chosen.windows, args.eval_batch_size, args.progress, f"{name} on {style} validation"
             )
             losses[name][style] = _entry(chosen, nats, tokens)
+        timings["validation"] = time.time() - started
         indices = [i for i, p in enumerate(prompts) if name == BASE_NAME or p.style == name]
         generated = continue_prompts(
             model, [prompts[i].ids for i in indices], setup, args.progress, f"{name} continuations"
@@ -126,6 +129,8 @@ def run_models(
         for item in generated:
             item.prompt_index = indices[item.prompt_index]
         continuations[name] = generated
+        timings["generation"] = time.time() - started - timings["validation"]
+        model_timings[name] = {phase: round(seconds, 1) for phase, seconds in timings.items()}
         logger.info(
             "%s: %d windows scored, %d continuations in %.0f s.",
             name,
@@ -144,14 +149,18 @@ def ngram_losses(
     """The n-gram baselines on the windows the models were scored on.
 
     `ngram-base` is trained on the base style's train performances (the base model's data); `ngram-<style>`
-    on the style's train performances mixed with the base counts (the style model's data: base + style).
+    on the style's train performances mixed with the base n-gram (the style model's data: base + style). Both
+    fit their weights on held-out training compositions.
     """
     result: dict[str, dict] = {"ngram-base": {}}
     base_names = {name for name, _ in data.base_train}
     base_models: dict[int, NoteNgram] = {}
     for tokens in sorted({contexts[BASE_NAME], *(contexts[s] for s in args.styles)}):
         base_models[tokens] = NoteNgram.fit(
-            [ids for _, ids in data.base_train], window_tokens=tokens, k=args.ngram_k
+            [ids for _, ids in data.base_train],
+            groups=[data.groups.get(name, name) for name, _ in data.base_train],
+            window_tokens=tokens,
+            k=args.ngram_k,
         )
     for style in args.styles:
         chosen = windows.get(style, contexts[BASE_NAME])
@@ -166,8 +175,9 @@ def ngram_losses(
             )
         model = NoteNgram.fit(
             [ids for _, ids in train],
+            groups=[data.groups.get(name, name) for name, _ in train],
             window_tokens=tokens,
-            background=base_models[tokens].counts,
+            background=base_models[tokens],
             background_holds_pieces=holds,
             k=args.ngram_k,
         )
@@ -300,7 +310,8 @@ def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dic
             "notes."
         )
     windows = _Windows(data, args.windows_per_piece)
-    losses, continuations, contexts = run_models(args, folders, windows, prompts)
+    model_timings: dict[str, dict[str, float]] = {}
+    losses, continuations, contexts = run_models(args, folders, windows, prompts, model_timings)
     timings["models"] = time.time() - started - sum(timings.values())
     losses.update(ngram_losses(args, data, windows, contexts))
     timings["ngram"] = time.time() - started - sum(timings.values())
@@ -331,6 +342,7 @@ def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dic
     results["gallery"] = draw_gallery(args, prompts, continuations) if args.gallery_prompts else []
     timings["rest"] = time.time() - started - sum(timings.values())
     results["run"]["timings_seconds"] = {name: round(value, 1) for name, value in timings.items()}
+    results["run"]["timings_seconds"]["per_model"] = model_timings
     results["run"]["wall_seconds"] = round(time.time() - started, 1)
     return results
 
