@@ -25,9 +25,23 @@ EPILOG = """examples:
 """
 
 
-def parse_args(argv: list[str] | None) -> GigaPianoEvaluationArguments:
-    """Parses the flags (a bad flag exits with status 2 and one `error:` line)."""
-    parser = OneLineErrorParser(
+def parse_flags(parser: OneLineErrorParser, argv: list[str]) -> tuple | int:
+    """The parsed dataclasses, or the exit status when parsing ends the run (`--help`: 0, a bad flag: 2).
+
+    A bad flag or value is reported as one `error:` line on stderr.
+    """
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=argv))
+    except SystemExit as stop:  # --help, or argparse's own flag error
+        return stop.code if isinstance(stop.code, int) else 0
+    except ValueError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> OneLineErrorParser:
+    """The evaluation's flags."""
+    return OneLineErrorParser(
         GigaPianoEvaluationArguments,
         prog="python -m gigapiano.evaluation",
         description="Evaluate the GIGA-Piano base and style models on composition-held-out MAESTRO "
@@ -37,8 +51,6 @@ def parse_args(argv: list[str] | None) -> GigaPianoEvaluationArguments:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    return args
 
 
 def setup_logging(level: str) -> None:
@@ -71,13 +83,10 @@ def write_outputs(results: dict, output: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = parse_args(argv)
-    except SystemExit as stop:  # --help, or argparse's own flag error
-        return stop.code if isinstance(stop.code, int) else 0
-    except ValueError as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    parsed = parse_flags(build_parser(), argv)
+    if isinstance(parsed, int):
+        return parsed
+    (args,) = parsed
     setup_logging(args.log_level)
     command = shlex.join(["python", "-m", "gigapiano.evaluation", *argv])
     try:

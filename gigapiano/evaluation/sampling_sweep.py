@@ -1,0 +1,281 @@
+"""How the product samples by default, chosen by measurement on VALIDATION prompts (never the test ones).
+
+Sampling at the model's full distribution (temperature 1, no nucleus) lets every rare, wrong note through
+now and then: the music drifts out of key, chords clash and the prompt's motifs are not taken up. Sharper
+sampling fixes that up to a point, after which the music loops. This sweep measures, for every
+(temperature, top-p) of a grid and every style model, the continuations of excerpts of the style's
+VALIDATION performances (composition-disjoint from training and from the evaluation's test prompts) with
+the musical statistics of `musicstats` and the style classifier of the evaluation, beside the real
+continuations of the same prompts. A setting's *distance to real* is the mean, over the statistics in
+`MATCHED_STATS`, of |generated mean - real mean| in units of the real continuations' spread; the setting
+with the lowest distance averaged over the styles is the recommended default. The report is written as a
+markdown table (and JSON beside it).
+
+    python -m gigapiano.evaluation.sampling_sweep --maestro_dir ../shared/maestro/maestro-v3.0.0 \\
+        --output docs/sampling.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cli import EXPECTED_ERRORS, OneLineErrorParser, report_failure
+from .arguments import GigaPianoEvaluationArguments
+
+logger = logging.getLogger(__name__)
+
+#: The statistics a good default must bring close to the real continuations'.
+MATCHED_STATS: tuple[str, ...] = (
+    "in_key_share",
+    "motif_reuse",
+    "repeated_4grams",
+    "dissonant_chord_pairs",
+    "pitch_range",
+    "polyphony",
+    "notes_per_second",
+)
+REPORT_START = "<!-- sampling-sweep:start -->"
+REPORT_END = "<!-- sampling-sweep:end -->"
+
+
+@dataclass
+class SamplingSweepArguments:
+    """The grid of the sweep (the rest comes from the evaluation's own arguments)."""
+
+    temperatures: list[float] = field(
+        default_factory=lambda: [1.0, 0.9, 0.8],
+        metadata={"help": "Temperatures to try. Default: 1.0 0.9 0.8."},
+    )
+    top_ps: list[float] = field(
+        default_factory=lambda: [1.0, 0.95, 0.9],
+        metadata={"help": "Nucleus (top-p) values to try (1.0 = off). Default: 1.0 0.95 0.9."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.temperatures or any(not 0 < t <= 10 for t in self.temperatures):
+            raise ValueError(f"--temperatures must be in (0, 10], got {self.temperatures}.")
+        if not self.top_ps or any(not 0 < p <= 1 for p in self.top_ps):
+            raise ValueError(f"--top_ps must be in (0, 1], got {self.top_ps}.")
+
+
+def distance_to_real(
+    generated: Sequence[dict], real: Sequence[dict], names: Sequence[str] = MATCHED_STATS
+) -> float:
+    """Mean over `names` of |mean generated - mean real| / spread of the real values (NaNs left out).
+
+    A statistic whose real values do not vary (spread 0) is measured in its own units.
+    """
+    parts = []
+    for name in names:
+        gen = np.array([row[name] for row in generated], dtype=float)
+        ref = np.array([row[name] for row in real], dtype=float)
+        gen, ref = gen[np.isfinite(gen)], ref[np.isfinite(ref)]
+        if gen.size == 0 or ref.size == 0:
+            continue
+        spread = float(ref.std()) or 1.0
+        parts.append(abs(float(gen.mean()) - float(ref.mean())) / spread)
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def mean_stats(rows: Sequence[dict], names: Sequence[str] = MATCHED_STATS) -> dict[str, float]:
+    """Per-statistic means (NaNs left out)."""
+    means = {}
+    for name in names:
+        values = np.array([row[name] for row in rows], dtype=float)
+        values = values[np.isfinite(values)]
+        means[name] = float(values.mean()) if values.size else float("nan")
+    return means
+
+
+def recommend(results: dict[str, dict[str, dict]]) -> str:
+    """The setting key with the lowest distance to real averaged over the styles."""
+    settings = next(iter(results.values())).keys()
+    return min(settings, key=lambda key: float(np.mean([results[s][key]["distance"] for s in results])))
+
+
+def setting_key(temperature: float, top_p: float) -> str:
+    return f"temperature {temperature:g}, top_p {top_p:g}"
+
+
+def run_sampling_sweep(
+    args: GigaPianoEvaluationArguments, grid: SamplingSweepArguments, command: str = ""
+) -> dict[str, Any]:
+    """Runs the sweep (module docstring); returns every number as a JSON-able dict."""
+    import torch
+
+    from .continuations import SamplingSetup, continue_prompts
+    from .data import check, load_evaluation_data
+    from .models import check_model_folders, load_evaluation_model
+    from .musicstats import continuation_stats
+    from .prompts import prompts_from_test_pieces
+    from .runner import describe_run, fit_classifier
+
+    started = time.time()
+    folders = check_model_folders(args.models_dir, list(args.styles))
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
+    data = load_evaluation_data(
+        args.styles, args.base_style, args.maestro_dir, args.cache_dir, args.styles_dir
+    )
+    check(data, folders, args.on_overlap)
+    classifier, _ = fit_classifier(args, data)
+    prompts = prompts_from_test_pieces(
+        data.split("validation"), args.prompt_notes, args.new_notes, args.prompts_per_piece
+    )
+    results: dict[str, dict[str, dict]] = {}
+    real: dict[str, dict] = {}
+    for style in args.styles:
+        chosen = [p for p in prompts if p.style == style]
+        if not chosen:
+            raise ValueError(
+                f"No {style} validation performance holds a prompt of {args.prompt_notes} notes."
+            )
+        real_stats = [continuation_stats(p.ids, p.real_continuation) for p in chosen]
+        real_labels = classifier.predict([p.real_continuation for p in chosen])
+        real[style] = {
+            "n": len(chosen),
+            "pieces": len({p.piece for p in chosen}),
+            "stats": mean_stats(real_stats),
+            "style_share": float(np.mean([label == style for label in real_labels])),
+        }
+        model = load_evaluation_model(folders[style], args.device)
+        results[style] = {}
+        for temperature in grid.temperatures:
+            for top_p in grid.top_ps:
+                setup = SamplingSetup(
+                    args.new_notes, tuple(args.seeds), temperature, 0, top_p, args.generation_batch_size
+                )
+                key = setting_key(temperature, top_p)
+                generated = continue_prompts(
+                    model, [p.ids for p in chosen], setup, args.progress, f"{style} {key}"
+                )
+                stats = [continuation_stats(chosen[c.prompt_index].ids, c.ids) for c in generated]
+                labels = classifier.predict([c.ids for c in generated])
+                results[style][key] = {
+                    "temperature": temperature,
+                    "top_p": top_p,
+                    "n": len(generated),
+                    "stats": mean_stats(stats),
+                    "style_share": float(np.mean([label == style for label in labels])),
+                    "distance": distance_to_real(stats, real_stats),
+                    "well_formed": float(np.mean([c.well_formed for c in generated])),
+                }
+                logger.info("%s, %s: distance to real %.3f", style, key, results[style][key]["distance"])
+        del model
+        gc.collect()
+    run = describe_run(args, command)
+    run["wall_seconds"] = round(time.time() - started, 1)
+    return {"run": run, "real": real, "settings": results, "recommended": recommend(results)}
+
+
+def _cell(value: float, digits: int = 3) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def render_sweep(results: dict[str, Any]) -> str:
+    """The markdown block of the report (between the markers)."""
+    header = (
+        "| sampling | classified as the style | in key | motif reuse | repeated 4-grams | semitone/tritone "
+        "in chords | pitch range | polyphony | notes/s | distance to real |"
+    )
+    run = results["run"]
+    seeds = " ".join(map(str, run["arguments"]["seeds"]))
+    lines = [
+        REPORT_START,
+        "",
+        f"Command: `{run['command']}` ({run['date']}, {run['wall_seconds']:.0f} s, {run['threads']} threads, "
+        f"seeds {seeds}).",
+        "",
+        f"**Recommended default: {results['recommended']}** (lowest distance to real, mean over the styles).",
+        "",
+    ]
+    for style, settings in results["settings"].items():
+        real = results["real"][style]
+        lines += [
+            f"**{style}** ({real['n']} validation prompts from {real['pieces']} performances):",
+            "",
+            header,
+            "|---|---|---|---|---|---|---|---|---|---|",
+            "| real continuations | " + _row_cells(real["style_share"], real["stats"]) + " 0 |",
+        ]
+        for key, entry in settings.items():
+            lines.append(
+                f"| {key} | "
+                + _row_cells(entry["style_share"], entry["stats"])
+                + f" {_cell(entry['distance'])} |"
+            )
+        lines.append("")
+    lines.append(REPORT_END)
+    return "\n".join(lines)
+
+
+def _row_cells(share: float, stats: dict[str, float]) -> str:
+    return (
+        f"{100 * share:.1f}% | {_cell(stats['in_key_share'])} | {_cell(stats['motif_reuse'])} | "
+        f"{_cell(stats['repeated_4grams'])} | {_cell(stats['dissonant_chord_pairs'])} | "
+        f"{_cell(stats['pitch_range'], 1)} | {_cell(stats['polyphony'], 2)} | "
+        f"{_cell(stats['notes_per_second'], 2)} |"
+    )
+
+
+def write_sweep(path: str | Path, results: dict[str, Any]) -> list[Path]:
+    """Writes the block into `path` (replacing an earlier block, keeping the rest) and the JSON beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = render_sweep(results)
+    text = path.read_text() if path.exists() else "# Default sampling\n\n"
+    if REPORT_START in text and REPORT_END in text:
+        text = text[: text.index(REPORT_START)] + block + text[text.index(REPORT_END) + len(REPORT_END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+    json_path = path.with_suffix(".json")
+    json_path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return [path, json_path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; returns the exit status."""
+    from .__main__ import parse_flags, setup_logging
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = OneLineErrorParser(
+        (GigaPianoEvaluationArguments, SamplingSweepArguments),
+        prog="python -m gigapiano.evaluation.sampling_sweep",
+        description="Choose the default sampling (temperature, top-p) on the styles' VALIDATION prompts: "
+        "musical statistics and style share of the style models' continuations per setting, beside the real "
+        "continuations.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parsed = parse_flags(parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, grid = parsed
+    if args.output == GigaPianoEvaluationArguments.output:
+        args.output = "docs/sampling.md"
+    setup_logging(args.log_level)
+    command = shlex.join(["python", "-m", "gigapiano.evaluation.sampling_sweep", *argv])
+    try:
+        results = run_sampling_sweep(args, grid, command)
+        paths = write_sweep(args.output, results)
+    except (*EXPECTED_ERRORS, KeyboardInterrupt) as error:
+        return report_failure(error, __name__)
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
