@@ -21,6 +21,15 @@ Response (JSON):
                   "notes": 120, "new_notes": 64}],
      "seed": 0, "parameters": {...as used...}, "audio": "rendered" | "<why not>"}
 
+Limits (see docs/limits.md), all checked before any model work: the prompt file is at most
+`MAX_MIDI_BYTES` (the raw request text is measured before it is even split); `max_new_notes` x
+`num_variations` is at most `MAX_TOTAL_NEW_NOTES`; generation stops at whole notes once it has run
+`MAX_GENERATION_SECONDS` (the response then says `"stopped": "time limit"` and counts the notes made); the
+WAV of each output covers at most its first `MAX_AUDIO_SECONDS`.
+
+The model and tokenizer load with the project's own classes when `gigapiano` is installed; on an endpoint
+(where it is not) they load from the code shipped in this same repo, which is the code being deployed.
+
 Bad input raises `EndpointInputError` (a `ValueError` carrying an HTTP `status_code`: 400, 413 or 422);
 the Inference Endpoints toolkit answers any exception with HTTP 400 and `{"error": "<message>"}`, and the
 message starts with the specific status (for example "413 Payload Too Large: ...").
@@ -37,6 +46,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -62,6 +72,16 @@ MAX_MIDI_BYTES = 1_000_000
 #: Upper bounds of the generation parameters (one request must stay a few seconds on a GPU).
 MAX_NEW_NOTES = 1024
 MAX_VARIATIONS = 4
+#: Upper bound of max_new_notes x num_variations: the request's decoding work.
+MAX_TOTAL_NEW_NOTES = 1024
+#: Wall-clock budget of the sampling loop; past it the request returns the whole notes made so far.
+MAX_GENERATION_SECONDS = 120.0
+#: Seconds of audio rendered per output at most (a WAV holds 4 * SAMPLE_RATE bytes per second).
+MAX_AUDIO_SECONDS = 300.0
+#: Largest raw `inputs` text read at all: the base64 of MAX_MIDI_BYTES plus line breaks and a data: prefix.
+MAX_INPUT_CHARS = 4 * math.ceil(MAX_MIDI_BYTES / 3) * 17 // 16 + 1024
+#: Milliseconds per dt step and per duration step of the tokens.
+DT_MS, DUR_MS = 16, 32
 #: Fraction of the context kept when the window slides.
 KEEP_FRACTION = 0.75
 SAMPLE_RATE = 22_050
@@ -148,7 +168,12 @@ def parse_parameters(raw: Any) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise EndpointInputError(400, f"'{name}' must be true or false, got {value!r}.")
         elif kind is int:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value != int(value)
+            ):
                 raise EndpointInputError(400, f"'{name}' must be an integer, got {value!r}.")
             value = int(value)
         else:
@@ -165,6 +190,13 @@ def parse_parameters(raw: Any) -> dict[str, Any]:
         raise EndpointInputError(
             400, f"'min_pitch' ({values['min_pitch']}) must not be above 'max_pitch' ({values['max_pitch']})."
         )
+    total = values["max_new_notes"] * values["num_variations"]
+    if total > MAX_TOTAL_NEW_NOTES:
+        raise EndpointInputError(
+            400,
+            f"'max_new_notes' x 'num_variations' is {total}; the limit is {MAX_TOTAL_NEW_NOTES} notes per "
+            "request (ask for fewer notes or fewer variations).",
+        )
     return values
 
 
@@ -180,6 +212,12 @@ def decode_midi_input(inputs: Any) -> bytes | None:
         raise EndpointInputError(
             400,
             f"'inputs' must be a base64-encoded MIDI file (a string) or null, got {type(inputs).__name__}.",
+        )
+    if len(inputs) > MAX_INPUT_CHARS:  # refuse before splitting or copying anything
+        raise EndpointInputError(
+            413,
+            f"'inputs' has {len(inputs)} characters, more than base64 needs for the limit; the limit is "
+            f"{MAX_MIDI_BYTES} bytes.",
         )
     text = inputs.split(",", 1)[1] if inputs.startswith("data:") else inputs
     text = "".join(text.split())
@@ -224,10 +262,13 @@ def sample_continuation(
     top_k: int = 0,
     top_p: float = 1.0,
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
+    time_limit_s: float | None = None,
 ) -> list[list[int]]:
     """`num_notes` well-formed notes after `context` (which starts on a separator), for each of
     `batch_size` rows, with pitches in `pitch_range`; the window slides to its last `KEEP_FRACTION` when
-    the context is full."""
+    the context is full. With `time_limit_s`, sampling stops once that many seconds have passed and the
+    rows are cut to their last complete note (possibly fewer than `num_notes`, possibly none)."""
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     max_context = int(model.config.max_position_embeddings)
     keep = max(4, int(max_context * KEEP_FRACTION))
     device = model.device
@@ -251,6 +292,7 @@ def sample_continuation(
             pad_token_id=SEP_ID,
             bos_token_id=SEP_ID,
             eos_token_id=None,
+            max_time=None if deadline is None else max(deadline - time.monotonic(), 0.001),
         )
         output = model.generate(
             window,
@@ -259,7 +301,22 @@ def sample_continuation(
             logits_processor=LogitsProcessorList([NoteGrammarLogitsProcessor(pitch_range)]),
         )
         sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
+        if deadline is not None and time.monotonic() >= deadline and sequence.shape[1] < target:
+            whole = sequence.shape[1] - sequence.shape[1] % 4  # the piece starts on a separator
+            return sequence[:, len(context) : max(whole, len(context))].tolist()
     return sequence[:, len(context) :].tolist()
+
+
+def cut_to_seconds(piece: list[int], limit_s: float = MAX_AUDIO_SECONDS) -> tuple[list[int], bool]:
+    """The notes of `piece` (which starts on a separator) that start within the first `limit_s` seconds,
+    and whether any note was left out; a kept note may ring on by its duration (at most 4 s)."""
+    limit_steps = limit_s * 1000 / DT_MS
+    onset = 0
+    for index in range(0, len(piece) - 3, 4):
+        onset += piece[index + 1]
+        if onset > limit_steps:
+            return piece[:index], True
+    return piece, False
 
 
 def find_soundfont(model_dir: Path) -> Path | None:
@@ -318,21 +375,41 @@ def render_wav(notes: list[Any], midi_path: Path, soundfont: Path, wav_path: Pat
         handle.writeframes(samples.tobytes())
 
 
+def _project_classes() -> tuple[Any, Any] | None:
+    """`(GigaPianoForCausalLM, GigaPianoTokenizer)` when the gigapiano project is installed, else None."""
+    try:
+        from modeling_gigapiano import GigaPianoForCausalLM
+        from tokenization import GigaPianoTokenizer
+    except ImportError:
+        return None
+    return GigaPianoForCausalLM, GigaPianoTokenizer
+
+
 class EndpointHandler:
     """The Inference Endpoints entry point: loaded once with the repo folder, called once per request.
 
     Args:
         path: the model repo folder (Inference Endpoints passes its local copy).
+        time_limit_s: wall-clock budget of one request's sampling (default `MAX_GENERATION_SECONDS`).
     """
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(self, path: str = "", time_limit_s: float = MAX_GENERATION_SECONDS) -> None:
         self.path = Path(path or ".")
+        self.time_limit_s = time_limit_s
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # Weights may be stored in fp16 to stay small: keep them on a GPU, decode in float32 on a CPU.
         dtype = "auto" if device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(str(self.path), trust_remote_code=True, dtype=dtype)
+        project = _project_classes()
+        if project is not None:  # the installed project's own classes: no code from the folder runs
+            model_class, tokenizer_class = project
+            self.model = model_class.from_pretrained(str(self.path), dtype=dtype)
+            self.tokenizer = tokenizer_class.from_pretrained(str(self.path))
+        else:  # an endpoint: the code shipped in this repo is the code being deployed
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(self.path), trust_remote_code=True, dtype=dtype
+            )
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), trust_remote_code=True)
         self.model = self.model.to(device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), trust_remote_code=True)
         self.soundfont = find_soundfont(self.path)
         logger.info("GIGA-Piano endpoint ready on %s (SoundFont: %s).", device, self.soundfont or "none")
 
@@ -355,6 +432,7 @@ class EndpointHandler:
         seed = params["seed"] if params["seed"] is not None else random.SystemRandom().randrange(2**31)
         params["seed"] = seed
         context = prompt or [SEP_ID]
+        prompt_notes = len(context) // 4
         devices = [self.model.device] if self.model.device.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -367,7 +445,9 @@ class EndpointHandler:
                 top_k=params["top_k"],
                 top_p=params["top_p"],
                 pitch_range=(params["min_pitch"], params["max_pitch"]),
+                time_limit_s=self.time_limit_s,
             )
+        made = (len(context) + len(new[0])) // 4 - prompt_notes
         audio = "not requested"
         if params["audio"]:
             audio = "rendered" if self.soundfont else f"no SoundFont (set {SOUNDFONT_ENV} or add a .sf2 file)"
@@ -375,11 +455,16 @@ class EndpointHandler:
         for row in new:
             piece = (prompt + row) if prompt else [SEP_ID] + row
             item, audio_state = self._render(piece, params, seed, audio == "rendered")
-            item["new_notes"] = params["max_new_notes"]
+            item["new_notes"] = made
             outputs.append(item)
             if audio == "rendered" and audio_state != "rendered":
                 audio = audio_state
-        return {"outputs": outputs, "seed": seed, "parameters": params, "audio": audio}
+        response = {"outputs": outputs, "seed": seed, "parameters": params, "audio": audio}
+        wanted = params["max_new_notes"]
+        if made < wanted:
+            logger.warning("Time limit: %d of %d notes in %g s.", made, wanted, self.time_limit_s)
+            response["stopped"] = f"time limit ({self.time_limit_s:g} s): {made} of {wanted} notes"
+        return response
 
     def _encode(self, midi: bytes) -> list[int]:
         try:
@@ -407,7 +492,12 @@ class EndpointHandler:
             }
             if audio:
                 try:
-                    notes = self.tokenizer.ids_to_timed_notes(piece, velocity=params["velocity"])
+                    heard, cut = cut_to_seconds(piece)
+                    if cut:  # the synthesizer gets only the first MAX_AUDIO_SECONDS
+                        midi_path = Path(scratch) / "audio.mid"
+                        self.tokenizer.save_midi(heard, midi_path, velocity=params["velocity"])
+                        state = f"rendered (the first {MAX_AUDIO_SECONDS:g} s)"
+                    notes = self.tokenizer.ids_to_timed_notes(heard, velocity=params["velocity"])
                     render_wav(notes, midi_path, self.soundfont, wav_path)
                     item["wav"] = base64.b64encode(wav_path.read_bytes()).decode("ascii")
                 except (RuntimeError, OSError, subprocess.SubprocessError) as error:

@@ -1,0 +1,126 @@
+"""`handler.py` under hostile requests: every cap is checked before work, and each answer is bounded.
+
+Small-scale versions of the fault-injection findings: a whitespace flood, inf/NaN numbers, too much decoding
+work per request, a prompt whose audio would last for hours, and a request that outlives its time budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import tracemalloc
+import wave
+from pathlib import Path
+
+import pytest
+import torch
+
+import handler
+from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM
+from tokenization import GigaPianoTokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> handler.EndpointHandler:
+    """An endpoint over a random tiny model, built without a repo folder (the loading is tested elsewhere)."""
+    torch.manual_seed(0)
+    instance = handler.EndpointHandler.__new__(handler.EndpointHandler)
+    instance.path = Path(".")
+    instance.model = GigaPianoForCausalLM(GigaPianoConfig.from_preset("tiny")).eval()
+    instance.tokenizer = GigaPianoTokenizer()
+    instance.soundfont = handler.find_soundfont(Path("."))
+    instance.time_limit_s = handler.MAX_GENERATION_SECONDS
+    return instance
+
+
+def midi_base64(ids: list[int], tmp_path: Path) -> str:
+    path = GigaPianoTokenizer().save_midi(ids, tmp_path / "prompt.mid")
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def test_a_whitespace_flood_is_refused_before_it_is_split_or_copied():
+    flood = " " * (handler.MAX_INPUT_CHARS + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(handler.EndpointInputError) as caught:
+            handler.decode_midi_input(flood)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.status_code == 413
+    assert peak < len(flood) // 10  # no split(), no join(): nothing the size of the input was allocated
+    # base64 with MIME line breaks within the limit is still accepted
+    data = b"MThd" + bytes(1000)
+    wrapped = "\r\n".join(base64.encodebytes(data).decode().split())
+    assert handler.decode_midi_input(wrapped) == data
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e300])
+@pytest.mark.parametrize("name", ["max_new_notes", "num_variations", "seed", "top_k", "temperature"])
+def test_non_finite_and_huge_numbers_are_a_400(name, value):
+    with pytest.raises(handler.EndpointInputError) as caught:
+        handler.parse_parameters({name: value})
+    assert caught.value.status_code == 400 and name in str(caught.value)
+
+
+def test_the_decoding_work_of_one_request_is_capped():
+    message = "max_new_notes' x 'num_variations' is 4096"
+    with pytest.raises(handler.EndpointInputError, match=message) as caught:
+        handler.parse_parameters({"max_new_notes": handler.MAX_NEW_NOTES, "num_variations": 4})
+    assert caught.value.status_code == 400
+    allowed = handler.parse_parameters({"max_new_notes": 256, "num_variations": 4})
+    assert allowed["max_new_notes"] * allowed["num_variations"] == handler.MAX_TOTAL_NEW_NOTES
+
+
+def test_a_request_past_its_time_budget_returns_whole_notes(endpoint):
+    endpoint.time_limit_s = 1.0
+    try:
+        started = time.monotonic()
+        response = endpoint({"parameters": {"max_new_notes": 1024, "audio": False, "seed": 1}})
+        elapsed = time.monotonic() - started
+    finally:
+        endpoint.time_limit_s = handler.MAX_GENERATION_SECONDS
+    assert elapsed < 10
+    made = response["outputs"][0]["new_notes"]
+    assert made < 1024 and response["stopped"].startswith("time limit")
+    if made:  # (a starved machine may have made none in the budget)
+        ids = GigaPianoTokenizer().encode_midi(base64.b64decode(response["outputs"][0]["midi"]))
+        assert len(ids) == 4 * made  # every returned note is whole
+
+
+def test_sampling_with_an_exhausted_budget_returns_complete_notes_only(endpoint):
+    for context in ([127], [127, 3, 4, 60]):
+        rows = handler.sample_continuation(endpoint.model, context, 500, batch_size=2, time_limit_s=0.05)
+        for row in rows:
+            assert (not row or (len(context) + len(row)) % 4 == 0) and len(row) < 2000
+
+
+def test_the_audio_of_an_hours_long_prompt_is_cut_to_the_cap(endpoint, tmp_path):
+    """Scaled-down version of the 8000-notes-2-s-apart request: 400 notes 2 s apart span 806 s."""
+    if endpoint.soundfont is None:
+        pytest.skip("no General MIDI SoundFont installed")
+    prompt = [token for index in range(400) for token in (127, 126, 8, 40 + index % 40)]
+    request = {"inputs": midi_base64(prompt, tmp_path), "parameters": {"max_new_notes": 2, "seed": 0}}
+    started = time.monotonic()
+    response = endpoint(request)
+    assert time.monotonic() - started < 30
+    assert response["audio"] == f"rendered (the first {handler.MAX_AUDIO_SECONDS:g} s)"
+    with wave.open(io.BytesIO(base64.b64decode(response["outputs"][0]["wav"]))) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert handler.MAX_AUDIO_SECONDS - 5 < seconds <= handler.MAX_AUDIO_SECONDS + 4 + handler.RELEASE_TAIL_S
+    assert response["outputs"][0]["notes"] == 402  # the MIDI keeps every note
+
+
+def test_cut_to_seconds_keeps_whole_notes():
+    piece = [127, 0, 5, 60, 127, 100, 5, 62, 127, 100, 5, 64]  # onsets 0, 1.6 s, 3.2 s
+    assert handler.cut_to_seconds(piece, 2.0) == (piece[:8], True)
+    assert handler.cut_to_seconds(piece, 3.2) == (piece, False)
