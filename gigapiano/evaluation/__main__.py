@@ -11,6 +11,7 @@ import argparse
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cli import EXPECTED_ERRORS, OneLineErrorParser, report_failure
@@ -105,10 +106,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"label changes: {changes}"
             )
             return 0
-        results = run_evaluation(args, command)
-        paths = write_outputs(results, args.output)
     except (*EXPECTED_ERRORS, KeyboardInterrupt) as error:
         return report_failure(error, __name__)
+    return run_and_print_paths(lambda: write_outputs(run_evaluation(args, command), args.output))
+
+
+def run_and_print_paths(work: Callable[[], list[Path]]) -> int:
+    """Runs `work` and prints the paths it wrote; an expected failure is one `error:` line (status 1)."""
+    try:
+        paths = work()
+    except (*EXPECTED_ERRORS, KeyboardInterrupt) as error:
+        return report_failure(error, "gigapiano.evaluation")
     for path in paths:
         print(path)
     return 0

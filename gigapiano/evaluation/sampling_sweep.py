@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import EXPECTED_ERRORS, OneLineErrorParser, report_failure
+from ..cli import OneLineErrorParser
 from .arguments import GigaPianoEvaluationArguments
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def write_sweep(path: str | Path, results: dict[str, Any]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line; returns the exit status."""
-    from .__main__ import parse_flags, setup_logging
+    from .__main__ import parse_flags, run_and_print_paths, setup_logging
 
     argv = sys.argv[1:] if argv is None else argv
     parser = OneLineErrorParser(
@@ -267,14 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output = "docs/sampling.md"
     setup_logging(args.log_level)
     command = shlex.join(["python", "-m", "gigapiano.evaluation.sampling_sweep", *argv])
-    try:
-        results = run_sampling_sweep(args, grid, command)
-        paths = write_sweep(args.output, results)
-    except (*EXPECTED_ERRORS, KeyboardInterrupt) as error:
-        return report_failure(error, __name__)
-    for path in paths:
-        print(path)
-    return 0
+    return run_and_print_paths(lambda: write_sweep(args.output, run_sampling_sweep(args, grid, command)))
 
 
 if __name__ == "__main__":
