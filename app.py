@@ -190,10 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="Port (default: 7860, or $GRADIO_SERVER_PORT).")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link.")
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Run the model code the --models folders or Hub repos carry instead of the installed project's "
+        "classes (only for models you trust).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         catalog = resolve_catalog(args.models, args.models_dir)
+        catalog.trust_remote_code = args.trust_remote_code
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -27,6 +27,13 @@ class GenerateArguments:
         default=None,
         metadata={"help": "Folder holding the gigapiano-<style>/ models (None: the repository's models/)."},
     )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the model code a --model folder or Hub repo carries instead of the installed "
+            "project's classes (only for models you trust). Default: off."
+        },
+    )
     prompt: str | None = field(
         default=None,
         metadata={"help": "MIDI file to continue / inpaint / harmonize (None: improvise from nothing)."},

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from .grammar import normalize_prompt, onset_steps, split_notes
 from .long_context import SamplingOptions, sample_notes
 from .modes import build_job
-from .settings import GenerationResult, GenerationSettings
+from .settings import MAX_NEW_NOTES, GenerationResult, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ def generate_continuation(
     if model.training:
         logger.warning("The model is in training mode (dropout on); call model.eval() for proper sampling.")
     job = build_job(list(prompt_ids or []), settings)
+    if job.num_notes > MAX_NEW_NOTES:  # inpaint / harmonize of a long source without a length
+        raise ValueError(
+            f"Mode {settings.mode!r} would generate {job.num_notes} notes; the limit is {MAX_NEW_NOTES}: "
+            "pass max_new_notes or seconds to use the start of the prompt."
+        )
     sampling = SamplingOptions(settings.temperature, settings.top_k, settings.top_p)
     logger.info(
         "mode=%s: %d note(s) x %d variation(s), seed %d, pitches %d..%d",

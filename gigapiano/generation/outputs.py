@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,12 @@ def output_files(
         labels: one label per piece (e.g. `["1", "2"]` for variations, `["baroque-1"]`); a single
             piece with label `""` keeps the path as given.
     """
+    text = str(output)
     output = Path(output).expanduser()
+    if output.is_dir() or text.endswith(("/", os.sep)):
+        raise IsADirectoryError(
+            f"--output {text} is a folder; give a file name in it, e.g. {output / 'generated.mid'}."
+        )
     if output.suffix.lower() not in MIDI_SUFFIXES:
         output = output.with_name(output.name + ".mid")
     files = []
@@ -74,10 +80,13 @@ def output_files(
 
 
 def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse to replace existing files unless `overwrite`; create missing parent folders.
+    """Refuse to replace existing files unless `overwrite`; create missing parent folders and check that
+    each can be written to (before any generation, not after it).
 
     Raises:
         FileExistsError: naming the first existing file.
+        PermissionError: a folder that cannot be created or written to.
+        IsADirectoryError: an output path that is a folder.
         ValueError: the same path requested twice.
     """
     if len(set(paths)) != len(paths):
@@ -87,7 +96,16 @@ def check_writable(paths: Sequence[Path], overwrite: bool) -> None:
             if path.exists():
                 raise FileExistsError(f"{path} already exists; pass --overwrite to replace it.")
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; it cannot be written as an output file.")
+    for folder in dict.fromkeys(path.parent for path in paths):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".gigapiano-write-test-"):
+                pass
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise PermissionError(f"Cannot write output files into {folder}: {reason}.") from None
 
 
 def file_sha256(path: str | Path) -> str:

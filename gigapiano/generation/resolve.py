@@ -1,4 +1,9 @@
-"""Find and load a model: a folder, a Hub id, or a shipped style (`models/gigapiano-<style>/`)."""
+"""Find and load a model: a folder, a Hub id, or a shipped style (`models/gigapiano-<style>/`).
+
+Models and tokenizers load with the project's own, installed classes (`GigaPianoForCausalLM` is registered
+with `AutoModelForCausalLM` for the `gigapiano` model type): the `.py` files a model folder or Hub repo
+carries are not run unless `trust_remote_code=True` is passed (`--trust_remote_code` on the command line).
+"""
 
 from __future__ import annotations
 
@@ -76,9 +81,12 @@ def _source(name_or_path: str | Path) -> tuple[str, Path | None]:
     return str(path), path
 
 
-def load_tokenizer(name_or_path: str | Path) -> Any:
-    """The tokenizer saved with a model (`AutoTokenizer`), or the default `GigaPianoTokenizer()` when the
-    folder has none."""
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved with a model, or the default `GigaPianoTokenizer()` when the folder has none.
+
+    Without `trust_remote_code` the saved settings are read by the project's `GigaPianoTokenizer`; with it,
+    `AutoTokenizer` may run the tokenizer code the folder or Hub repo carries.
+    """
     from transformers import AutoTokenizer
 
     from tokenization import GigaPianoTokenizer
@@ -88,6 +96,8 @@ def load_tokenizer(name_or_path: str | Path) -> Any:
         logger.info("%s has no tokenizer files; using the default GigaPianoTokenizer.", source)
         return GigaPianoTokenizer()
     try:
+        if not trust_remote_code:
+            return GigaPianoTokenizer.from_pretrained(source)
         return AutoTokenizer.from_pretrained(source, trust_remote_code=True)
     except (OSError, ValueError) as error:
         logger.info("No tokenizer loaded from %s (%s); using the default GigaPianoTokenizer.", source, error)
@@ -95,17 +105,26 @@ def load_tokenizer(name_or_path: str | Path) -> Any:
 
 
 def load_model(
-    name_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None
+    name_or_path: str | Path,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
 ) -> Any:
-    """A GIGA-Piano causal LM in eval mode, through `AutoModelForCausalLM` with `trust_remote_code=True`
-    (saved folders carry the model code). On the CPU the weights are loaded in float32 unless `dtype` says
-    otherwise.
+    """A GIGA-Piano causal LM in eval mode, through `AutoModelForCausalLM`. On the CPU the weights are
+    loaded in float32 unless `dtype` says otherwise.
+
+    Args:
+        trust_remote_code: run the model code the folder or Hub repo carries instead of the project's own
+            classes (only for models you trust: that code runs with your permissions).
 
     Raises:
         FileNotFoundError: a local path that does not exist.
         OSError: the model could not be loaded (not a model folder, unknown Hub id, no network).
+        ValueError: the model needs its own code and `trust_remote_code` was not given.
     """
     from transformers import AutoModelForCausalLM
+
+    import modeling_gigapiano  # noqa: F401 - registers the gigapiano model type with the Auto classes
 
     source, _ = _source(name_or_path)
     target = pick_device(device) if isinstance(device, str) else device
@@ -113,14 +132,24 @@ def load_model(
         # Shipped weights are stored in fp16 to stay small; CPUs decode float32 1.6-1.8x faster.
         dtype = torch.float32
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=dtype)
     except OSError as error:
         raise OSError(f"Could not load a model from {source}: {' '.join(str(error).split())}") from error
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise ValueError(
+            f"{source} is not a GIGA-Piano model the installed project can load; it carries its own model "
+            "code, which runs only with --trust_remote_code (pass it only for a model you trust)."
+        ) from None
     return model.to(target).eval()
 
 
 def load_model_and_tokenizer(
-    name_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None
+    name_or_path: str | Path,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
     """`(load_model(...), load_tokenizer(...))` from one folder or Hub id (for the demo and endpoint).
 
@@ -130,7 +159,10 @@ def load_model_and_tokenizer(
         >>> result = generate_continuation(model, tokenizer.encode_midi("prompt.mid"), seed=0)
         ```
     """
-    return load_model(name_or_path, device, dtype), load_tokenizer(name_or_path)
+    return (
+        load_model(name_or_path, device, dtype, trust_remote_code),
+        load_tokenizer(name_or_path, trust_remote_code),
+    )
 
 
 __all__ = [

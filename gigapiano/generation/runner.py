@@ -58,10 +58,10 @@ def run_generation(args: GenerateArguments) -> list[Path]:
     written: list[Path] = []
     panels = []
     for target_index, (style, model_name) in enumerate(targets):
-        tokenizer = load_tokenizer(model_name)
+        tokenizer = load_tokenizer(model_name, trust_remote_code=args.trust_remote_code)
         # the prompt is read before the model is loaded, so a bad prompt fails fast
         prompt_ids = load_prompt(args.prompt, tokenizer, timing=args.timing)
-        model = load_model(model_name, device=args.device)
+        model = load_model(model_name, device=args.device, trust_remote_code=args.trust_remote_code)
         result = generate_continuation(model, prompt_ids, settings, show_progress=args.progress)
         for variation in range(variations):
             group = files[target_index * variations + variation]

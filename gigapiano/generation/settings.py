@@ -17,6 +17,11 @@ DEFAULT_MAX_NEW_NOTES = 256
 #: With `seconds` and no `max_new_notes`, stop after this many notes per second at the latest.
 NOTES_PER_SECOND_CAP = 40
 DEFAULT_CHORD_NOTES = {"harmonize": 2, "progression": 0}
+#: Upper bounds checked before any work (docs/limits.md): notes per piece (for inpaint / harmonize, source
+#: notes), seconds of new music, and variations decoded together (each holds its own key/value cache).
+MAX_NEW_NOTES = 16_384
+MAX_SECONDS = 600.0
+MAX_VARIATIONS = 16
 
 
 @dataclass
@@ -69,18 +74,18 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"Unknown mode {self.mode!r}; choose one of {', '.join(MODES)}.")
-        if self.max_new_notes is not None and self.max_new_notes < 1:
-            raise ValueError(f"max_new_notes must be >= 1, got {self.max_new_notes}.")
-        if self.seconds is not None and not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise ValueError(f"seconds must be a positive number, got {self.seconds}.")
+        if self.max_new_notes is not None and not 1 <= self.max_new_notes <= MAX_NEW_NOTES:
+            raise ValueError(f"max_new_notes must be in 1..{MAX_NEW_NOTES}, got {self.max_new_notes}.")
+        if self.seconds is not None and not (0 < self.seconds <= MAX_SECONDS):  # also refuses NaN
+            raise ValueError(f"seconds must be a number in (0, {MAX_SECONDS:g}], got {self.seconds}.")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}.")
-        if self.num_variations < 1:
-            raise ValueError(f"num_variations must be >= 1, got {self.num_variations}.")
+        if not 1 <= self.num_variations <= MAX_VARIATIONS:
+            raise ValueError(f"num_variations must be in 1..{MAX_VARIATIONS}, got {self.num_variations}.")
         if self.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {self.keep!r}.")
         if self.chord_notes is not None and not 0 <= self.chord_notes <= 12:
@@ -129,7 +134,7 @@ class GenerationSettings:
         if self.max_new_notes is not None:
             return self.max_new_notes
         if self.seconds is not None:
-            return max(8, math.ceil(self.seconds * NOTES_PER_SECOND_CAP))
+            return min(max(8, math.ceil(self.seconds * NOTES_PER_SECOND_CAP)), MAX_NEW_NOTES)
         return DEFAULT_MAX_NEW_NOTES
 
     def with_seed(self) -> GenerationSettings:
@@ -173,4 +178,12 @@ class GenerationResult:
         return ids
 
 
-__all__ = ["GenerationResult", "GenerationSettings", "MODES", "Mode"]
+__all__ = [
+    "GenerationResult",
+    "GenerationSettings",
+    "MAX_NEW_NOTES",
+    "MAX_SECONDS",
+    "MAX_VARIATIONS",
+    "MODES",
+    "Mode",
+]

@@ -54,9 +54,12 @@ class ModelCatalog:
 
     Args:
         sources: style -> model folder or Hub repo id.
+        trust_remote_code: run the model code a folder or Hub repo carries (`app.py --trust_remote_code`)
+            instead of the installed project's classes.
     """
 
     sources: dict[str, str]
+    trust_remote_code: bool = False
     _loaded: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -107,7 +110,8 @@ class ModelCatalog:
                 return self._loaded[style]
             source = self.sources[style]
             logger.info("Loading the %s model from %s.", style, source)
-            pair = (load_model(source, device="auto"), load_tokenizer(source))
+            trust = self.trust_remote_code
+            pair = (load_model(source, device="auto", trust_remote_code=trust), load_tokenizer(source, trust))
             self._loaded[style] = pair
             while len(self._loaded) > MAX_LOADED_MODELS:
                 self._loaded.popitem(last=False)

@@ -41,6 +41,13 @@ class GigaPianoModelArguments:
             f"{DEFAULT_BASE_MODEL} (the shipped compact base model)."
         },
     )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the model code a --base_model folder or Hub repo carries instead of the installed "
+            "project's classes (only for models you trust). Default: off."
+        },
+    )
     trainable_blocks: int = field(
         default=4,
         metadata={

@@ -25,15 +25,19 @@ logger = logging.getLogger(__name__)
 DROPOUT_FIELDS = ("embd_pdrop", "resid_pdrop", "attn_pdrop")
 
 
-def load_base_model(base_model: str, dropout: float | None = None) -> GigaPianoForCausalLM:
+def load_base_model(
+    base_model: str, dropout: float | None = None, trust_remote_code: bool = False
+) -> GigaPianoForCausalLM:
     """Build or load the model a run starts from.
 
     Args:
         base_model: `scratch:<preset>`, an upstream `.pth`/`.pt` file, a local folder or a Hub id.
         dropout: if given, every dropout rate of the model is set to it.
+        trust_remote_code: run the model code a folder or Hub repo carries instead of the project's classes.
 
     Raises:
-        ValueError: unknown preset, or a folder that is not a GIGA-Piano model.
+        ValueError: unknown preset, a folder that is not a GIGA-Piano model, or one that needs its own code
+            without `trust_remote_code`.
         FileNotFoundError: a local path that does not exist.
     """
     overrides = {name: dropout for name in DROPOUT_FIELDS} if dropout is not None else {}
@@ -61,9 +65,17 @@ def load_base_model(base_model: str, dropout: float | None = None) -> GigaPianoF
             "scratch:<preset>."
         )
     source = str(path) if path.exists() else base_model
-    model = AutoModelForCausalLM.from_pretrained(
-        source, trust_remote_code=True, dtype=torch.float32, **overrides
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, trust_remote_code=trust_remote_code, dtype=torch.float32, **overrides
+        )
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise ValueError(
+            f"Base model {base_model!r} carries its own model code, which runs only with --trust_remote_code "
+            "(pass it only for a model you trust)."
+        ) from None
     if getattr(model.config, "model_type", None) != "gigapiano":
         raise ValueError(f"{base_model!r} is a {model.config.model_type!r} model, not a GIGA-Piano model.")
     return model
@@ -117,7 +129,7 @@ def add_lora(model: GigaPianoForCausalLM, args: GigaPianoModelArguments) -> Peft
 
 def prepare_model(args: GigaPianoModelArguments) -> PreTrainedModel:
     """Load the base model and set which parameters train, as the arguments ask."""
-    model = load_base_model(args.base_model, args.dropout)
+    model = load_base_model(args.base_model, args.dropout, args.trust_remote_code)
     if args.lora:
         model = add_lora(model, args)
     elif args.full_finetune or args.from_scratch:
