@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             on_missing=data_args.on_missing,
             timing=data_args.timing,
             num_proc=data_args.num_proc,
+            download_options=data_args.download_options,
         )
         windows = window_dataset(
             pieces,

@@ -52,6 +52,20 @@ class GigaPianoDataArguments:
             "or $HF_HOME/gigapiano."
         },
     )
+    download_timeout: float = dataclasses.field(
+        default=60.0,
+        metadata={
+            "help": "Seconds the MAESTRO download may wait for data before it resumes the transfer (the "
+            "bytes received so far are kept). Default: 60."
+        },
+    )
+    download_deadline: float = dataclasses.field(
+        default=3600.0,
+        metadata={
+            "help": "Seconds the whole MAESTRO download may take, resumes included; past it the command "
+            "stops with the partial file kept for the next run. Default: 3600."
+        },
+    )
     split_by: Literal["auto", "piece", "maestro"] = dataclasses.field(
         default="auto",
         metadata={
@@ -147,6 +161,9 @@ class GigaPianoDataArguments:
                 f"--validation_fraction {self.validation_fraction} + --test_fraction {self.test_fraction} "
                 "leaves no training pieces; make their sum smaller than 1."
             )
+        for name in ("download_timeout", "download_deadline"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name}={getattr(self, name)} must be a positive number of seconds.")
         if self.num_proc is not None and self.num_proc < 1:
             raise ValueError(f"--num_proc={self.num_proc} must be at least 1.")
         if self.transpose < 0:
@@ -157,6 +174,11 @@ class GigaPianoDataArguments:
             check_window_args(self.window_length, self.window_stride)
         except ValueError as error:
             raise ValueError(f"--window_length/--window_stride: {error}") from error
+
+    @property
+    def download_options(self) -> dict[str, float]:
+        """Keyword arguments of the MAESTRO download (``timeout``, ``deadline``)."""
+        return {"timeout": self.download_timeout, "deadline": self.download_deadline}
 
     @property
     def on_missing(self) -> Literal["error", "skip"]:

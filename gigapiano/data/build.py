@@ -306,6 +306,7 @@ def build_style_dataset(
     num_proc: int | None = None,
     use_cache: bool = True,
     styles_dir: str | os.PathLike | None = None,
+    download_options: dict[str, Any] | None = None,
 ) -> DatasetDict:
     """Returns a style's MAESTRO pieces, tokenised and split by piece into train/validation/test.
 
@@ -331,13 +332,16 @@ def build_style_dataset(
         num_proc: Worker processes for tokenisation.
         use_cache: Cache tokenisation on disk.
         styles_dir: Where named styles are looked up.
+        download_options: Passed to the MAESTRO download (``timeout``, ``deadline``, ``max_retries``).
 
     Returns:
         ``DatasetDict`` with ``train``, ``validation`` and ``test`` (columns of :data:`PIECE_FEATURES`);
         no performance (and, by default, no composition) appears in two splits.
     """
     resolved = resolve_style(style, composers=composers, pieces=pieces, styles_dir=styles_dir)
-    root = resolve_maestro_root(maestro_dir, cache_dir=cache_dir, allow_download=allow_download)
+    root = resolve_maestro_root(
+        maestro_dir, cache_dir=cache_dir, allow_download=allow_download, **(download_options or {})
+    )
     catalogue = read_maestro_csv(root)
     selected = select_pieces(catalogue, resolved)
     selected = check_midi_files(root, selected, on_missing)

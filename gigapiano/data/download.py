@@ -4,6 +4,11 @@ The MIDI-only archive of MAESTRO v3.0.0 (about 56 MB) is fetched with HTTP ``Ran
 ``.part`` file, so an interrupted transfer continues where it stopped (within the call, after a dropped
 connection, and across calls). The finished archive is checked against the size and SHA-256 published
 for it before it is used, then extracted under ``$HF_HOME/gigapiano/``.
+
+Bounds: the transfer never reads past the expected size (a server that sends more is cut off there), a
+read that waits longer than ``timeout`` seconds counts as a dropped connection (the bytes already received
+stay in the ``.part`` file and the next attempt resumes after them), and the whole download ends after
+``deadline`` seconds however slowly the bytes trickle in (``--download_timeout`` / ``--download_deadline``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ class DownloadVerificationError(ValueError):
     """Raised when a downloaded file does not have the expected size or checksum."""
 
 
+class DownloadDeadlineError(OSError):
+    """Raised when a download is still incomplete after its overall deadline (the partial file is kept)."""
+
+
 def default_cache_dir() -> Path:
     """Returns the cache root for downloads, extracted MAESTRO and tokenised datasets.
 
@@ -82,9 +91,16 @@ def _verify(path: Path, expected_size: int | None, expected_sha256: str | None, 
 
 
 def _transfer(
-    url: str, part: Path, expected_size: int | None, chunk_size: int, timeout: float, show_progress: bool
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    chunk_size: int,
+    timeout: float,
+    show_progress: bool,
+    deadline: float | None = None,
 ) -> None:
-    """One HTTP request appending to ``part`` from its current size; raises on a dropped connection."""
+    """One HTTP request appending to ``part`` from its current size, up to ``expected_size`` at most; raises
+    on a dropped or stalled connection, and :class:`DownloadDeadlineError` past ``deadline`` (monotonic)."""
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "gigapiano-data"})
     if offset:
@@ -97,7 +113,7 @@ def _transfer(
         if error.code == 416:
             logger.warning("Server refused to resume %s at byte %d; starting over.", url, offset)
             part.unlink()
-            return _transfer(url, part, expected_size, chunk_size, timeout, show_progress)
+            return _transfer(url, part, expected_size, chunk_size, timeout, show_progress, deadline)
         raise
     with response:
         if offset and response.status != 206:
@@ -105,6 +121,12 @@ def _transfer(
             offset = 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else expected_size
+        if expected_size is not None and total != expected_size:  # known wrong before a byte is read
+            part.unlink(missing_ok=True)
+            raise DownloadVerificationError(
+                f"{part.name} from {url} has {total} bytes, expected {expected_size}; nothing was kept. "
+                "Check the URL."
+            )
         mode = "ab" if offset else "wb"
         with (
             part.open(mode) as handle,
@@ -120,12 +142,24 @@ def _transfer(
         ):
             received = 0
             while True:
-                block = response.read(chunk_size)
+                wanted = chunk_size
+                if expected_size is not None:
+                    wanted = min(chunk_size, expected_size - offset - received)
+                    if wanted <= 0:  # never past the known size, whatever the server sends
+                        return
+                # read1 returns what has arrived: a stall loses nothing already received
+                block = response.read1(wanted)
                 if not block:
                     break
                 handle.write(block)
                 received += len(block)
                 bar.update(len(block))
+                if deadline is not None and time.monotonic() > deadline:
+                    handle.flush()
+                    raise DownloadDeadlineError(
+                        f"Download of {url} passed its deadline with {offset + received} bytes in {part}; "
+                        "run again to resume, or raise --download_deadline."
+                    )
         if length is not None and received < int(length):
             raise ConnectionError(f"connection closed after {received} of {length} bytes")
 
@@ -141,6 +175,7 @@ def download_file(
     timeout: float = 60.0,
     retry_wait: float = 1.0,
     show_progress: bool = True,
+    deadline: float | None = 3600.0,
 ) -> Path:
     """Downloads ``url`` to ``destination``, resuming partial transfers and verifying the result.
 
@@ -155,9 +190,11 @@ def download_file(
         expected_sha256: Hex SHA-256, or ``None`` to record it on first download.
         max_retries: Resumed attempts after a dropped connection before giving up.
         chunk_size: Bytes read per block.
-        timeout: Socket timeout in seconds.
+        timeout: Stall timeout: seconds a connect or a read may wait for data before the attempt counts as
+            dropped (and is resumed).
         retry_wait: Seconds to wait before the first retry (doubles each retry).
         show_progress: Whether to show a tqdm progress bar.
+        deadline: Seconds the whole download may take, retries included (``None``: no limit).
 
     Returns:
         The verified file path.
@@ -165,7 +202,9 @@ def download_file(
     Raises:
         DownloadVerificationError: Size or checksum mismatch (the bad file is deleted).
         ConnectionError: Still incomplete after ``max_retries`` resumes (the partial file is kept).
+        DownloadDeadlineError: Still incomplete after ``deadline`` seconds (the partial file is kept).
     """
+    ends = None if deadline is None else time.monotonic() + deadline
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")
@@ -188,7 +227,7 @@ def download_file(
             if done:
                 break
             try:
-                _transfer(url, part, expected_size, chunk_size, timeout, show_progress)
+                _transfer(url, part, expected_size, chunk_size, timeout, show_progress, ends)
                 break
             except _RETRYABLE as error:
                 if isinstance(error, urllib.error.HTTPError) and error.code < 500:
@@ -200,8 +239,14 @@ def download_file(
                         f"Download of {url} stopped at {have} bytes after {max_retries} resumes ({error}). "
                         f"The partial file {part} is kept: run again to resume."
                     ) from error
+                wait = retry_wait * 2 ** (attempt - 1)
+                if ends is not None and time.monotonic() + wait > ends:
+                    raise DownloadDeadlineError(
+                        f"Download of {url} passed its deadline with {have} bytes in {part} ({error}); run "
+                        "again to resume, or raise --download_deadline."
+                    ) from error
                 logger.warning("Download of %s interrupted at %d bytes (%s); resuming.", url, have, error)
-                time.sleep(retry_wait * 2 ** (attempt - 1))
+                time.sleep(wait)
         try:
             _verify(part, expected_size, expected_sha256, url)
         except DownloadVerificationError:

@@ -70,6 +70,7 @@ def prepare_training_data(
         timing=args.timing,
         tokenizer=tokenizer,
         num_proc=args.num_proc,
+        download_options=args.download_options,
     )
     windows = window_dataset(
         pieces,
