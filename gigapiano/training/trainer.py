@@ -8,10 +8,15 @@ loadable model folder with its records. Re-running with the same output folder r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +28,6 @@ import transformers
 from datasets import DatasetDict, concatenate_datasets
 from peft import PeftModel
 from transformers import Trainer, TrainerCallback, default_data_collator, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from tokenization import GigaPianoTokenizer
 
@@ -102,28 +106,95 @@ def default_output_dir(model_args: GigaPianoModelArguments, data_args: GigaPiano
     return Path("runs") / f"gigapiano-{name.lower()}{suffix}"
 
 
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The step of a complete checkpoint folder, or None when it is incomplete.
+
+    `Trainer` writes `trainer_state.json` last, so a kill or a full disk during a save leaves a folder
+    without it (or with it cut short); the weights must be there and the state must name the folder's step.
+    """
+    match = _CHECKPOINT.match(checkpoint.name)
+    if match is None or not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+        return None
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    step = int(match.group(1))
+    return step if state.get("global_step") == step else None
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N` of a run folder; newer incomplete ones are logged and skipped."""
+    candidates = [p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    for checkpoint in sorted(candidates, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        if checkpoint_step(checkpoint) is not None:
+            return checkpoint
+        logger.warning("Skipping %s: incomplete (a save was interrupted); trying an earlier one.", checkpoint)
+    return None
+
+
 def check_output_dir(output_dir: Path, overwrite: bool) -> str | None:
     """Decide between a fresh run and a resume; never silently overwrite a finished run.
+
+    With `overwrite` the folder's checkpoints are removed and the run starts afresh. Otherwise the newest
+    complete checkpoint is resumed (incomplete ones, from a kill or a full disk during a save, are skipped).
 
     Returns:
         The checkpoint to resume from, or None for a fresh start.
 
     Raises:
-        FileExistsError: the folder holds a finished model and no checkpoint to resume.
+        FileExistsError: the run is already finished (a final model, and no checkpoint short of the end).
     """
     if not output_dir.is_dir():
         return None
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint is not None:
-        logger.info("Resuming from %s.", checkpoint)
-        return checkpoint
+    if overwrite:
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            if checkpoint.is_dir() and _CHECKPOINT.match(checkpoint.name):
+                logger.info("--overwrite_output_dir: removing %s.", checkpoint)
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        return None
     finished = [name for name in FINAL_MODEL_FILES if (output_dir / name).exists()]
-    if finished and not overwrite:
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        if finished and state.get("max_steps") and state["global_step"] >= state["max_steps"]:
+            raise FileExistsError(
+                f"{output_dir} is already trained ({state['global_step']} of {state['max_steps']} steps); "
+                "pass --overwrite_output_dir to train it again, or pick another --output_dir."
+            )
+        logger.info("Resuming from %s.", checkpoint)
+        return str(checkpoint)
+    if finished:
         raise FileExistsError(
             f"{output_dir} already holds a trained model ({finished[0]}) and no checkpoint to resume; pick "
             "another --output_dir or pass --overwrite_output_dir."
         )
     return None
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM during training: handled like Ctrl-C (the last checkpoint stays; re-running resumes)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM (a scheduler's or `kill`'s stop) into `TrainingTerminated` while training runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise TrainingTerminated("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_windows(
@@ -255,7 +326,8 @@ def run_training(
         preprocess_logits_for_metrics=reduce_logits,
         callbacks=list(callbacks),
     )
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    with sigterm_as_interrupt():
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = {**train_result.metrics, **trainer.evaluate()}
     metrics["eval_windows"] = len(windows["validation"])
     metrics["train_windows"] = len(windows["train"])
