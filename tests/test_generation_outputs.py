@@ -95,6 +95,15 @@ def test_json_sidecar_has_what_reproduces_the_piece(tmp_path, result):
     assert saved["versions"]["torch"] == torch.__version__
 
 
+def test_sidecar_records_the_note_count_the_run_used(result):
+    import dataclasses
+
+    unset = dataclasses.replace(result, settings=dataclasses.replace(result.settings, max_new_notes=None))
+    record = provenance(unset, 0, model="tiny")
+    assert record["settings"]["max_new_notes"] == 256  # what None meant, not null
+    assert provenance(result, 0, model="tiny")["settings"]["max_new_notes"] == 6
+
+
 def test_pianoroll_png_opens_and_shows_both_colours(tmp_path, tokenizer, result):
     from matplotlib import image
     from matplotlib.colors import to_rgb
@@ -109,9 +118,10 @@ def test_pianoroll_png_opens_and_shows_both_colours(tmp_path, tokenizer, result)
         assert (distance < 0.05).sum() > 20, colour
 
 
-def test_missing_soundfont_names_the_debian_package(monkeypatch, tmp_path):
+def test_missing_soundfont_names_the_audio_extra_and_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setattr(audio_module, "DEBIAN_SOUNDFONTS", (str(tmp_path / "none.sf2"),))
-    with pytest.raises(AudioUnavailableError, match="fluid-soundfont-gm"):
+    monkeypatch.setattr(audio_module, "PACKAGED_SOUNDFONTS", (("no_such_package_here", "x.sf2"),))
+    with pytest.raises(AudioUnavailableError, match=r"audio\]\".*fluid-soundfont-gm"):
         find_soundfont()
     with pytest.raises(FileNotFoundError, match="missing.sf2"):
         find_soundfont(tmp_path / "missing.sf2")
@@ -142,8 +152,10 @@ def test_wav_falls_back_to_the_fluidsynth_program(tmp_path, tokenizer, result, m
 
     monkeypatch.setattr(audio_module, "synthesize", unavailable)
     midi = tokenizer.save_midi(result.pieces[0], tmp_path / "x.mid")
-    samples, _ = read_wav(render_wav([], tmp_path / "x.wav", midi_path=midi))
+    rendered = audio_module.render_audio([], tmp_path / "x.wav", midi_path=midi)
+    assert rendered.synthesizer == "fluidsynth-program"
+    samples, _ = read_wav(rendered.path)
     assert np.abs(samples).max() > 1000
-    with pytest.raises(AudioUnavailableError, match="pyfluidsynth"):
-        render_wav([], tmp_path / "y.wav", midi_path=None)
+    with pytest.raises(AudioUnavailableError, match="pyfluidsynth"):  # the program needs the MIDI file
+        render_wav([], tmp_path / "y.wav", midi_path=None, synthesizer="fluidsynth")
     assert not (tmp_path / "y.wav").exists()

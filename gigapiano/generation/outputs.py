@@ -143,7 +143,7 @@ def provenance(
         "top_p": result.settings.top_p,
         "pitch_range": list(result.settings.pitch_range),  # the pitches the model could choose (inclusive)
         "velocity": velocity,
-        "settings": result.settings.to_dict(),
+        "settings": _settings_as_run(result),
         "prompt": None,
         "notes": len(notes),
         "generated_notes": sum(not flag for flag in result.given[variation]),
@@ -163,6 +163,18 @@ def provenance(
         }
     record.update(extra or {})
     return record
+
+
+def _settings_as_run(result: GenerationResult) -> dict[str, Any]:
+    """The settings with the defaults the run resolved filled in (a `None` note count becomes the number the
+    run asked for), so the sidecar says what happened and replaying it does the same."""
+    settings = result.settings.to_dict()
+    if result.settings.mode in ("continue", "progression") and result.settings.max_new_notes is None:
+        if result.settings.seconds is None:  # with --seconds, None means "until the span is filled"
+            settings["max_new_notes"] = result.settings.note_budget()
+    if settings.get("chord_notes") is None and result.settings.mode in ("harmonize", "progression"):
+        settings["chord_notes"] = result.settings.resolved_chord_notes
+    return settings
 
 
 def marker_text(record: dict[str, Any]) -> str:
