@@ -7,7 +7,8 @@
 
 Writes the MIDI (plus a .json with the model, mode, seed and sampling settings; optional .wav and .png) and
 prints the written paths. Bad input gives one `error: ...` line on stderr and a non-zero exit status (1, or 2
-for a bad flag). Seeds are applied inside the library (`GenerationSettings.seed`, recorded in the JSON). Run
+for a bad flag); `--help`, flag errors and a missing `--model` folder answer before torch and transformers
+are imported. Seeds are applied inside the library (`GenerationSettings.seed`, recorded in the JSON). Run
 with `--help` for every flag; the library behind it is `gigapiano.generation`.
 """
 
@@ -16,9 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from transformers.utils import logging as hf_logging
-
-from gigapiano.cli import OneLineErrorParser, report_failure
+from gigapiano.cli import DataclassArgumentParser, report_failure
 
 
 def setup_logging(level: str) -> None:
@@ -28,6 +27,8 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=numeric
     )
+    from transformers.utils import logging as hf_logging  # imported once the flags are known to be good
+
     hf_logging.set_verbosity_error()  # transformers' notices and load bars are noise for a musician
     hf_logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # offline retries: the final error says it
@@ -36,7 +37,7 @@ def setup_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from gigapiano.generation.arguments import GenerateArguments
 
-    parser = OneLineErrorParser([GenerateArguments], description=__doc__.split("\n\n")[0])
+    parser = DataclassArgumentParser([GenerateArguments], description=__doc__.split("\n\n")[0])
     try:
         try:
             (args,) = parser.parse_args_into_dataclasses(args=argv)

@@ -7,6 +7,7 @@ the rest call `generate.main(argv)` in-process, which is the same code without t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -167,11 +168,12 @@ def test_refuses_to_overwrite_without_flag(cli, capsys, tiny_model_dir, tmp_path
     assert code == 0 and json.loads(output.with_suffix(".json").read_text())["seed"] == 2
 
 
-def test_style_all_writes_one_piece_per_shipped_style(cli, capsys, tiny_model_dir, tmp_path):
+def test_style_all_writes_one_piece_per_shipped_style(cli, capsys, caplog, tiny_model_dir, tmp_path):
     models = tmp_path / "models"
-    for style in ("baroque", "romantic"):
+    for style in ("baroque", "romantic", "base"):
         shutil.copytree(tiny_model_dir, models / f"gigapiano-{style}")
     output = tmp_path / "cmp.mid"
+    caplog.set_level(logging.INFO, logger="gigapiano.generation.runner")
     code, out, err = cli(
         capsys, "--style", "all", "--models_dir", str(models), "--prompt", str(FUR_ELISE),
         "--output", str(output), "--max_new_notes", "5", "--num_variations", "2", "--seed", "4",
@@ -185,7 +187,137 @@ def test_style_all_writes_one_piece_per_shipped_style(cli, capsys, tiny_model_di
             assert {f"{stem}.mid", f"{stem}.json", f"{stem}.png"} <= written
             record = json.loads((tmp_path / f"{stem}.json").read_text())
             assert record["style"] == style and record["seed"] == 4 and record["variation"] == variation
+            assert record["settings"]["max_new_notes"] == 5 and record["generated_notes"] == 5
     assert "cmp-styles.png" in written
+    assert not any("base" in name for name in written)  # the base model only with --with_base
+    style_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Style ")]
+    assert [line.split()[1] for line in style_lines] == ["baroque", "romantic"]
+    assert all("seed 4" in line for line in style_lines)  # one seed for every style: a comparison
+
+    code, out, err = cli(
+        capsys, "--style", "all", "--with_base", "--models_dir", str(models), "--output",
+        str(tmp_path / "all.mid"), "--max_new_notes", "3", "--seed", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert {Path(line).name for line in out.split()} >= {
+        "all-base.mid",
+        "all-baroque.mid",
+        "all-romantic.mid",
+    }
+    record = json.loads((tmp_path / "all-base.json").read_text())
+    assert record["style"] == "base" and record["seed"] == 4
+    code, _, err = cli(capsys, "--style", "baroque", "--with_base", "--models_dir", str(models))
+    assert_one_line_error(code, err, "--with_base", "--style all")
+
+
+def run_light(*argv: str) -> tuple[int, str, bool]:
+    """`generate.main(argv)` in a fresh interpreter: (exit code, stderr, whether torch or transformers got
+    imported). What a user typing a quick command waits for is the import, so the check is on what loads."""
+    code = (
+        "import contextlib, io, sys\n"
+        "import generate\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    status = generate.main({list(argv)!r})\n"
+        "heavy = any(name in sys.modules for name in ('torch', 'transformers', 'numpy'))\n"
+        "print(status, heavy)\n"
+        "print(err.getvalue(), end='')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    first, _, err = done.stdout.partition("\n")
+    status, heavy = first.split()
+    return int(status), err, heavy == "True"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--style", "baroque", "--no-such-flag"], ["--model", "runs/does-not-exist"],
+     ["--model", "./nowhere/model"], ["--style", "baroque", "--mode", "fugue"]],
+    ids=["help", "bad-flag", "missing-run-folder", "missing-relative-folder", "bad-choice"],
+)  # fmt: skip
+def test_quick_answers_import_neither_torch_nor_transformers(argv):
+    status, err, heavy = run_light(*argv)
+    assert not heavy
+    if argv == ["--help"]:
+        assert status == 0 and err == ""
+    else:
+        assert_one_line_error(status, err)
+        if "--model" in argv:
+            assert "does not exist" in err and argv[1] in err
+
+
+def test_help_texts_say_what_each_switch_does():
+    from gigapiano.cli import DataclassArgumentParser
+    from gigapiano.generation.arguments import GenerateArguments
+
+    parser = DataclassArgumentParser([GenerateArguments])
+    helps = {option: action.help for action in parser._actions for option in action.option_strings}
+    assert helps["--progress"] != helps["--no_progress"] and "Hide" in helps["--no_progress"]
+    assert "same seed" in helps["--style"] and "--with_base" in helps["--style"]
+    assert "pretty_midi" in helps["--soundfont"] and "sampler" in helps["--synthesizer"]
+    assert "FluidSynth)" not in helps["--wav"]
+
+
+#: Runs generate.py as if neither FluidSynth (library or program), tinysoundfont nor a system SoundFont
+#: were installed: what a bare machine with only `pip install -e ".[audio]"` has.
+HIDE_SYSTEM_AUDIO = """
+import runpy, shutil, sys
+sys.path.insert(0, ".")
+sys.modules["fluidsynth"] = None
+sys.modules["tinysoundfont"] = None
+which = shutil.which
+shutil.which = lambda name, *a, **k: None if name == "fluidsynth" else which(name, *a, **k)
+import gigapiano.generation.audio as audio
+audio.DEBIAN_SOUNDFONTS = ()
+sys.argv = ["generate.py", *sys.argv[1:]]
+runpy.run_path("generate.py", run_name="__main__")
+"""
+
+
+def readme_main_job() -> list[str]:
+    """The second command of the README's first code block (the main job), as arguments of generate.py."""
+    block = (REPO / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2 and commands[0].startswith("pip install"), commands
+    words = commands[1].split()
+    assert words[:2] == ["python", "generate.py"], commands[1]
+    return words[2:]
+
+
+@pytest.mark.slow
+def test_readme_main_job_without_system_audio_writes_midi_wav_png(tmp_path):
+    """The README's main job with FluidSynth and the system SoundFonts hidden (16 notes instead of 256 to
+    stay quick; everything else as written)."""
+    pytest.importorskip("pretty_midi", reason="the audio extra (pretty_midi) is not installed")
+    argv = readme_main_job()
+    style = argv[argv.index("--style") + 1]
+    if not (REPO / "models" / f"gigapiano-{style}" / "config.json").is_file():
+        pytest.skip(f"the shipped {style} model is absent")
+    output = tmp_path / Path(argv[argv.index("--output") + 1]).name
+    argv[argv.index("--output") + 1] = str(output)
+    done = subprocess.run(
+        [sys.executable, "-c", HIDE_SYSTEM_AUDIO, *argv, "--max_new_notes", "16", "--no_progress"],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for suffix in (".mid", ".json", ".wav", ".png"):
+        assert output.with_suffix(suffix).is_file(), suffix
+    with wave.open(str(output.with_suffix(".wav")), "rb") as handle:
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    assert samples.size > 44_100 and np.abs(samples).max() > 1000  # seconds of audible sound
+    record = json.loads(output.with_suffix(".json").read_text())
+    assert record["wav"]["synthesizer"] == "gigapiano-sampler"
+    soundfont = Path(record["wav"]["soundfont"])
+    assert soundfont.name == "TimGM6mb.sf2" and soundfont.parent.name == "pretty_midi"
+    assert record["settings"]["max_new_notes"] == 16 and record["generated_notes"] == 16
 
 
 @pytest.mark.parametrize("mode", ["inpaint", "harmonize", "progression"])

@@ -15,13 +15,38 @@ Example:
     ```
 """
 
-from .core import generate_continuation
-from .grammar import PIANO_PITCH_RANGE, SEP_ID, NoteFields, is_well_formed, split_notes
-from .long_context import SamplingOptions, sample_notes
-from .processors import NotePlan, NoteSpec, NoteStructureLogitsProcessor
-from .prompts import load_prompt
-from .resolve import load_model_and_tokenizer
-from .settings import MODES, GenerationResult, GenerationSettings
+from __future__ import annotations
+
+from .. import lazy_exports
+
+#: Public name -> submodule. Imported on first use, so `gigapiano.generation.arguments` (what
+#: `generate.py --help` needs) loads without torch or transformers.
+_EXPORTS = {
+    "generate_continuation": "core",
+    "PIANO_PITCH_RANGE": "grammar",
+    "SEP_ID": "grammar",
+    "NoteFields": "grammar",
+    "is_well_formed": "grammar",
+    "split_notes": "grammar",
+    "SamplingOptions": "long_context",
+    "sample_notes": "long_context",
+    "NotePlan": "processors",
+    "NoteSpec": "processors",
+    "NoteStructureLogitsProcessor": "processors",
+    "load_prompt": "prompts",
+    "load_model_and_tokenizer": "resolve",
+    "MODES": "settings",
+    "GenerationResult": "settings",
+    "GenerationSettings": "settings",
+}
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "MODES",

@@ -1,9 +1,14 @@
-"""Command-line arguments of `generate.py` (parsed with `transformers.HfArgumentParser`)."""
+"""Command-line arguments of `generate.py` (parsed with `gigapiano.cli.DataclassArgumentParser`).
+
+Imports nothing heavy: `generate.py --help`, a flag error or a missing `--model` folder answer before torch
+and transformers load.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .audio import SYNTHESIZER_CHOICES
 from .grammar import PIANO_PITCH_RANGE
 from .settings import KEEP_CHOICES, MODES, GenerationSettings
 
@@ -20,8 +25,13 @@ class GenerateArguments:
         default=None,
         metadata={
             "help": "Shipped style model: baroque, romantic, rachmaninoff (models/gigapiano-<style>/), or "
-            "'all' for one piece per shipped style from the same prompt and seed. Or use --model."
+            "'all' for one piece per shipped style model from the same prompt and the same seed, so the "
+            "pieces differ only by the model (add --with_base for the base model too). Or use --model."
         },
+    )
+    with_base: bool = field(
+        default=False,
+        metadata={"help": "With --style all: also generate with the base model (models/gigapiano-base)."},
     )
     models_dir: str | None = field(
         default=None,
@@ -127,11 +137,27 @@ class GenerateArguments:
         default=False, metadata={"help": "Replace existing output files (without it they are an error)."}
     )
     wav: bool = field(
-        default=False, metadata={"help": "Also render a .wav through a SoundFont (FluidSynth)."}
+        default=False,
+        metadata={
+            "help": "Also render a .wav through a General MIDI SoundFont (see --synthesizer and "
+            "--soundfont); the .json records the synthesizer and the SoundFont used."
+        },
     )
     soundfont: str | None = field(
         default=None,
-        metadata={"help": "SoundFont for --wav (None: the Debian FluidR3_GM.sf2 or TimGM6mb.sf2)."},
+        metadata={
+            "help": "SoundFont for --wav (None: a Debian one in /usr/share/sounds/sf2 if installed, else the "
+            "TimGM6mb.sf2 that the pretty_midi package ships, installed by the audio extra)."
+        },
+    )
+    synthesizer: str = field(
+        default="auto",
+        metadata={
+            "help": "Synthesizer for --wav. auto: FluidSynth (library or program) when installed, else "
+            "tinysoundfont when installed, else the built-in numpy sampler (needs no system package); or "
+            "force one of them.",
+            "choices": list(SYNTHESIZER_CHOICES),
+        },
     )
     sample_rate: int = field(default=44_100, metadata={"help": "WAV sample rate in Hz."})
     pianoroll: bool = field(
@@ -145,12 +171,24 @@ class GenerateArguments:
             "free cores make decoding several times slower."
         },
     )
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar counting notes."})
+    progress: bool = field(
+        default=True,
+        metadata={
+            "help": "Show a progress bar counting notes (on by default).",
+            "no_help": "Hide the progress bar (for logs and scripts).",
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "Logging level: debug, info, warning or error."})
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.style is None):
             raise ValueError("Pass exactly one of --model <folder or Hub id> and --style <name>.")
+        if self.with_base and self.style != "all":
+            raise ValueError("--with_base only applies to --style all.")
+        if self.model is not None:
+            from .resolve import model_source
+
+            model_source(self.model)  # a local path that does not exist fails now, not after a Hub lookup
         if self.velocity != "simulated":
             if not self.velocity.isdigit() or not 1 <= int(self.velocity) <= 127:
                 raise ValueError(f"--velocity must be 1..127 or 'simulated', got {self.velocity!r}.")

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a model is loaded, so checking a --model path stays cheap
+    import torch
 
 logger = logging.getLogger(__name__)
 
 #: The styles upstream fine-tuned (Bach, Chopin, Rachmaninoff); `all` means every shipped style folder.
 KNOWN_STYLES: tuple[str, ...] = ("baroque", "romantic", "rachmaninoff")
 ALL_STYLES = "all"
+#: The shipped base model's folder is `gigapiano-<BASE_NAME>`; `--style all` leaves it out unless asked.
+BASE_NAME = "base"
 #: Where shipped style models live, next to this package in a source checkout.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -27,8 +30,11 @@ def style_model_dir(style: str, models_dir: str | Path | None = None) -> Path:
     return Path(models_dir or DEFAULT_MODELS_DIR) / f"gigapiano-{style}"
 
 
-def resolve_styles(style: str, models_dir: str | Path | None = None) -> list[tuple[str, Path]]:
-    """Map `--style` to `(style, model folder)` pairs; `all` gives every shipped style folder.
+def resolve_styles(
+    style: str, models_dir: str | Path | None = None, include_base: bool = False
+) -> list[tuple[str, Path]]:
+    """Map `--style` to `(style, model folder)` pairs; `all` gives every shipped style folder (the base
+    model `gigapiano-base` only with `include_base`).
 
     A style other than the upstream three is accepted when its folder exists (a style trained later).
 
@@ -39,6 +45,7 @@ def resolve_styles(style: str, models_dir: str | Path | None = None) -> list[tup
     root = Path(models_dir or DEFAULT_MODELS_DIR)
     if style == ALL_STYLES:
         found = sorted(p.name.removeprefix("gigapiano-") for p in root.glob("gigapiano-*") if p.is_dir())
+        found = [name for name in found if include_base or name != BASE_NAME]
         if not found:
             raise FileNotFoundError(
                 f"--style all: no shipped style model in {root} (expected folders such as "
@@ -60,25 +67,43 @@ def resolve_styles(style: str, models_dir: str | Path | None = None) -> list[tup
 
 def pick_device(device: str = "auto") -> torch.device:
     """`auto` -> CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
-def _source(name_or_path: str | Path) -> tuple[str, Path | None]:
-    """`(what to pass to from_pretrained, local folder or None for a Hub id)`.
+def model_source(name_or_path: str | Path) -> tuple[str, Path | None]:
+    """`(what to pass to from_pretrained, local folder or None for a Hub id)`; cheap (no torch), so the CLI
+    checks `--model` before loading anything.
+
+    Something looks like a local path when it exists, starts with `.`, `/` or `~`, has a backslash or
+    more than one `/`, or when its first part is a folder here that is not a Python package (`runs/x`).
 
     Raises:
         FileNotFoundError: something that looks like a local path but is not a folder.
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
-    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    looks_local = (
+        path.exists()
+        or name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+        or _plain_folder(name.split("/", 1)[0])
+    )
     if not looks_local:
         return name, None
     if not path.is_dir():
         raise FileNotFoundError(f"Model folder {name} does not exist (pass a model folder or a Hub id).")
     return str(path), path
+
+
+def _plain_folder(name: str) -> bool:
+    """A folder here that is not a Python package (`runs`, `models`; not a Hub namespace like `gigapiano`)."""
+    folder = Path(name).expanduser()
+    return folder.is_dir() and not (folder / "__init__.py").is_file()
 
 
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False) -> Any:
@@ -91,7 +116,7 @@ def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False) ->
 
     from tokenization import GigaPianoTokenizer
 
-    source, folder = _source(name_or_path)
+    source, folder = model_source(name_or_path)
     if folder is not None and not (folder / "tokenizer_config.json").is_file():
         logger.info("%s has no tokenizer files; using the default GigaPianoTokenizer.", source)
         return GigaPianoTokenizer()
@@ -122,11 +147,12 @@ def load_model(
         OSError: the model could not be loaded (not a model folder, unknown Hub id, no network).
         ValueError: the model needs its own code and `trust_remote_code` was not given.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     import modeling_gigapiano  # noqa: F401 - registers the gigapiano model type with the Auto classes
 
-    source, _ = _source(name_or_path)
+    source, _ = model_source(name_or_path)
     target = pick_device(device) if isinstance(device, str) else device
     if dtype is None and target.type == "cpu":
         # Shipped weights are stored in fp16 to stay small; CPUs decode float32 1.6-1.8x faster.
@@ -170,6 +196,7 @@ __all__ = [
     "load_model",
     "load_model_and_tokenizer",
     "load_tokenizer",
+    "model_source",
     "pick_device",
     "resolve_styles",
     "style_model_dir",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .arguments import GenerateArguments
-from .audio import check_synthesizer, find_soundfont, render_wav
+from .audio import check_synthesizer, find_soundfont, render_audio
 from .core import generate_continuation
 from .outputs import (
     check_writable,
@@ -35,7 +35,10 @@ def run_generation(args: GenerateArguments) -> list[Path]:
     settings = args.to_settings().with_seed()  # one seed shared by every style
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    targets = resolve_styles(args.style, args.models_dir) if args.style else [(None, args.model)]
+    if args.style:
+        targets = resolve_styles(args.style, args.models_dir, include_base=args.with_base)
+    else:
+        targets = [(None, args.model)]
     variations = settings.num_variations
     labels = []
     for style, _ in targets:
@@ -53,11 +56,14 @@ def run_generation(args: GenerateArguments) -> list[Path]:
     soundfont = None
     if args.wav:  # fail before generating, not after
         soundfont = find_soundfont(args.soundfont)
-        logger.info("WAV through %s with %s", check_synthesizer(), soundfont)
+        logger.info("WAV through %s with %s", check_synthesizer(args.synthesizer), soundfont)
 
     written: list[Path] = []
     panels = []
     for target_index, (style, model_name) in enumerate(targets):
+        if len(targets) > 1:
+            logger.info("Style %s (%d of %d, seed %d): %s", style, target_index + 1, len(targets),
+                        settings.seed, model_name)  # fmt: skip
         tokenizer = load_tokenizer(model_name, trust_remote_code=args.trust_remote_code)
         # the prompt is read before the model is loaded, so a bad prompt fails fast
         prompt_ids = load_prompt(args.prompt, tokenizer, timing=args.timing)
@@ -75,10 +81,15 @@ def run_generation(args: GenerateArguments) -> list[Path]:
             )
             piece = result.pieces[variation]
             written.append(write_midi(tokenizer, piece, group.midi, args.velocity_value, marker_text(record)))
+            if group.wav is not None:  # rendered before the JSON, which records the synthesizer used
+                notes = tokenizer.ids_to_timed_notes(piece, velocity=args.velocity_value)
+                wav = render_audio(
+                    notes, group.wav, group.midi, soundfont, args.sample_rate, synthesizer=args.synthesizer
+                )
+                record["wav"] = {**wav.record(), "sample_rate": args.sample_rate}
             written.append(write_json(record, group.json))
             if group.wav is not None:
-                notes = tokenizer.ids_to_timed_notes(piece, velocity=args.velocity_value)
-                written.append(render_wav(notes, group.wav, group.midi, soundfont, args.sample_rate))
+                written.append(group.wav)
             title = f"{style or model_name}: {settings.mode}, seed {settings.seed}, variation {variation + 1}"
             panel = roll_panel(tokenizer, result, variation, title, args.velocity_value)
             if group.png is not None:
