@@ -14,21 +14,30 @@ from __future__ import annotations
 import logging
 import sys
 
-from gigapiano.training import parse_training_args, run_training
+from gigapiano.cli import report_failure
 
 logger = logging.getLogger("gigapiano.train")
+#: Errors in what the user asked for (bad flag values, missing files): exit status 2, as for a bad flag.
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        # the parser first: --help and flag errors answer before the trainer, datasets and peft load
+        from gigapiano.training.arguments import parse_training_args
+
         model_args, data_args, training_args = parse_training_args(argv)
+        from gigapiano.training.trainer import run_training
+
         outcome = run_training(model_args, data_args, training_args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except USAGE_ERRORS as error:
+        report_failure(error, "gigapiano.train")
+        return 2
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line (traceback: --log_level debug)
+        return report_failure(error, "gigapiano.train")
     if training_args.process_index == 0:
         metrics = outcome.metrics
         logger.info(

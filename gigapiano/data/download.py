@@ -19,8 +19,10 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -44,6 +46,7 @@ MAESTRO_MIDI_SHA256 = "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d
 #: Environment variable overriding the cache root (default ``$HF_HOME/gigapiano``).
 CACHE_ENV = "GIGAPIANO_CACHE"
 
+_TRUE = ("1", "ON", "YES", "TRUE")
 _RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
@@ -354,13 +357,21 @@ def resolve_maestro_root(
     """
     if maestro_dir is not None:
         return find_maestro_root(maestro_dir)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    candidate = cache / "maestro" / f"maestro-{MAESTRO_VERSION}-midi"
+    if (candidate / ".complete.json").is_file():
+        return find_maestro_root(candidate)
+    url = download_kwargs.get("url", MAESTRO_MIDI_URL)
+    fix = f"pass --maestro_dir <an extracted MAESTRO v3.0.0 folder> (download {url} and unzip it)"
     if not allow_download:
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        candidate = cache / "maestro" / f"maestro-{MAESTRO_VERSION}-midi"
-        if (candidate / ".complete.json").is_file():
-            return find_maestro_root(candidate)
-        raise FileNotFoundError(
-            f"No MAESTRO copy in the cache {cache} and downloading is disabled; pass --maestro_dir or allow "
-            "the download."
-        )
-    return download_maestro(cache_dir, **download_kwargs)
+        raise FileNotFoundError(f"No MAESTRO copy in the cache {cache} and downloading is disabled; {fix}.")
+    if hf_constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in _TRUE:
+        raise ConnectionError(f"Offline (HF_HUB_OFFLINE) and no MAESTRO copy in the cache {cache}: {fix}.")
+    host = urllib.parse.urlsplit(url).hostname
+    try:  # no network at all: say so at once instead of after minutes of retries
+        if host:
+            socket.getaddrinfo(host, None)
+        return download_maestro(cache_dir, **download_kwargs)
+    except (ConnectionError, urllib.error.URLError, TimeoutError, socket.gaierror) as error:
+        reason = " ".join(str(getattr(error, "reason", error)).split())
+        raise ConnectionError(f"Could not download MAESTRO ({reason}): {fix}.") from error

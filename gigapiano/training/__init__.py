@@ -1,7 +1,25 @@
-"""Fine-tuning GIGA-Piano with `transformers.Trainer`: arguments, model setup, LR range test, the run."""
+"""Fine-tuning GIGA-Piano with `transformers.Trainer`: arguments, model setup, LR range test, the run.
 
-from .arguments import GigaPianoModelArguments, GigaPianoTrainingArguments, parse_training_args
-from .trainer import GigaPianoTrainer, TrainingOutcome, run_training
+Names are imported on first use, so `gigapiano.training.arguments` (what `train.py --help` needs) loads
+without the trainer, datasets or peft.
+"""
+
+from __future__ import annotations
+
+from .. import lazy_exports
+
+_EXPORTS = {
+    "GigaPianoModelArguments": "arguments",
+    "GigaPianoTrainingArguments": "arguments",
+    "parse_training_args": "arguments",
+    "GigaPianoTrainer": "trainer",
+    "TrainingOutcome": "trainer",
+    "run_training": "trainer",
+}
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
 
 __all__ = [
     "GigaPianoModelArguments",

@@ -64,6 +64,31 @@ def find_valley(losses: list[float]) -> int:
     return start + (2 * (end - start)) // 3
 
 
+#: Bounds of a range test sized to the run (`range_test_steps`).
+MIN_RANGE_TEST_STEPS, MAX_RANGE_TEST_STEPS = 8, 60
+
+
+def planned_training_steps(training_args, num_train_windows: int) -> int:
+    """Optimisation steps the run will take: `max_steps`, or the epochs over the training windows."""
+    if training_args.max_steps and training_args.max_steps > 0:
+        return int(training_args.max_steps)
+    per_step = (
+        training_args.per_device_train_batch_size
+        * max(training_args.world_size, 1)
+        * max(training_args.gradient_accumulation_steps, 1)
+    )
+    return max(1, math.ceil(num_train_windows / per_step * training_args.num_train_epochs))
+
+
+def range_test_steps(requested: int | None, planned_steps: int) -> int:
+    """`requested`, or a test sized to the run: a quarter of its steps, at least `MIN_RANGE_TEST_STEPS` (or
+    the whole run when it is shorter) and at most `MAX_RANGE_TEST_STEPS`."""
+    if requested is not None:
+        return requested
+    floor = min(MIN_RANGE_TEST_STEPS, planned_steps)
+    return max(2, min(MAX_RANGE_TEST_STEPS, max(planned_steps // 4, floor)))
+
+
 def lr_range_test(
     model: torch.nn.Module,
     dataset: Dataset,
@@ -90,6 +115,14 @@ def lr_range_test(
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("The model has no trainable parameters to run an LR range test on.")
+    logger.info(
+        "LR range test (--learning_rate auto): %d steps of batch %d, learning rate %.0e -> %.0e; a number "
+        "for --learning_rate skips it.",
+        steps,
+        batch_size,
+        min_lr,
+        max_lr,
+    )
     saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     optimizer = torch.optim.AdamW(trainable, lr=min_lr, weight_decay=weight_decay)
     growth = (max_lr / min_lr) ** (1 / max(steps - 1, 1))

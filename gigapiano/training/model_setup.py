@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM
 from modeling_gigapiano.convert_gigapiano_checkpoint import convert_checkpoint
 
-from .arguments import GigaPianoModelArguments, resolve_project_path
+from .arguments import GigaPianoModelArguments, resolve_project_path, share_of_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,11 @@ def prepare_model(args: GigaPianoModelArguments) -> PreTrainedModel:
     elif args.full_finetune or args.from_scratch:
         model.requires_grad_(True)
     else:
+        depth = len(model.model.layers)
+        if args.trainable_blocks is None:  # the base's depth was not known before loading (Hub id, .pth)
+            args.trainable_blocks = share_of_blocks(args.trainable_share, depth)
         freeze_for_finetuning(model, args.trainable_blocks, args.train_head)
+        logger.info("Training the top %d of the model's %d blocks.", args.trainable_blocks, depth)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("Trainable parameters: %d of %d (%.2f%%).", trainable, total, 100 * trainable / total)

@@ -39,7 +39,7 @@ from ..data import (
     save_pieces_json,
 )
 from .arguments import GigaPianoModelArguments, GigaPianoTrainingArguments
-from .lr_finder import lr_range_test
+from .lr_finder import lr_range_test, planned_training_steps, range_test_steps
 from .metrics import build_compute_metrics, reduce_logits
 from .model_setup import base_model_reference, prepare_model
 from .records import plot_loss_curves, write_run_info, write_styles
@@ -254,6 +254,9 @@ def choose_learning_rate(
     if resuming and recorded.exists():
         return float(json.loads(recorded.read_text())["suggested_lr"])
     low, high = training_args.lr_find_bounds
+    planned = planned_training_steps(training_args, len(windows["train"]))
+    steps = range_test_steps(training_args.lr_find_steps, planned)
+    logger.info("The run trains %d steps; its LR range test takes %d.", planned, steps)
     result = lr_range_test(
         model,
         windows["train"],
@@ -261,7 +264,7 @@ def choose_learning_rate(
         training_args.per_device_train_batch_size,
         min_lr=low,
         max_lr=high,
-        steps=training_args.lr_find_steps,
+        steps=steps,
         seed=training_args.seed,
         show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
     )
@@ -299,6 +302,8 @@ def run_training(
     """Train one GIGA-Piano model as the arguments say; see the module docstring for what is written."""
     setup_logging(training_args)
     started = time.time()
+    for note in getattr(training_args, "default_notes", ()):  # defaults that follow the base model
+        logger.info(note)
     if training_args.output_dir in (None, "trainer_output"):
         training_args.output_dir = str(default_output_dir(model_args, data_args))
     output_dir = Path(training_args.output_dir)
