@@ -123,10 +123,12 @@ def test_logits_equal_reference(upstream_sd, implementation, prefixed):
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_attention_weights_are_returned_and_match_sdpa(model):
+def test_attention_weights_are_returned_and_match_sdpa(upstream_sd):
+    model = convert_state_dict(upstream_sd)
     ids = torch.randint(0, VOCAB, (1, 20))
     with torch.no_grad():
         sdpa_out = model(ids, use_cache=False).logits
+        model.set_attn_implementation("eager")
         eager = model(ids, use_cache=False, output_attentions=True)
     assert len(eager.attentions) == LAYERS
     weights = eager.attentions[0]
