@@ -9,8 +9,14 @@ per note; the window slides past the context) vs upstream's loop (one full forwa
 tokens per note). The upstream side is timed on `--inpaint_upstream_notes` notes spread evenly
 over the piece and scaled to the whole piece.
 
+Versus GPT-2 case: `model.generate()` of GIGA-Piano (dynamic cache; static cache; static cache compiled
+with `--compile`) side by side with transformers' native GPT-2 of the same width, depth, feed-forward
+width, heads and context, in fp32 and bf16: first call (compilation included), prefill of the prompt and
+decode time per token after it.
+
     python bench/bench_generate.py --preset small --prompt_length 768 --threads 2
     python bench/bench_generate.py --preset small --threads 1 --cases inpainting
+    python bench/bench_generate.py --preset small --threads 2 --cases gpt2 --compile
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import CompileConfig, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from gigapiano.generation import generate_continuation  # noqa: E402
 from gigapiano.generation.grammar import SEP_ID, join_notes  # noqa: E402
@@ -136,7 +144,7 @@ def bench_decoding(model: GigaPianoForCausalLM, args: argparse.Namespace) -> Non
     baseline = seconds_per_token(upstream_decode, model, prompt, args.baseline_tokens, args.repeats)
     rows.append(("upstream: full forward per token", baseline))
     for implementation in ("sdpa", "eager"):
-        model.config._attn_implementation = implementation
+        model.set_attn_implementation(implementation)
         with_prefill = seconds_per_token(cached_decode, model, prompt, args.new_tokens, args.repeats)
         prefill = seconds_per_token(cached_decode, model, prompt, 1, args.repeats)
         steady = (with_prefill * args.new_tokens - prefill) / (args.new_tokens - 1)
@@ -147,7 +155,7 @@ def bench_decoding(model: GigaPianoForCausalLM, args: argparse.Namespace) -> Non
             )
         )
         rows.append((f"generate() + cache ({implementation}), per step after prefill", steady))
-    model.config._attn_implementation = "sdpa"
+    model.set_attn_implementation("sdpa")
 
     print(
         f"preset={args.preset} ({model.num_parameters() / 1e6:.1f}M params), batch 1, prompt "
@@ -158,6 +166,78 @@ def bench_decoding(model: GigaPianoForCausalLM, args: argparse.Namespace) -> Non
     print("|---|---:|---:|---:|")
     for name, spt in rows:
         print(f"| {name} | {spt * 1000:.1f} | {1 / spt:.2f} | {baseline / spt:.1f}x |")
+
+
+def gpt2_twin(config: GigaPianoConfig) -> GPT2LMHeadModel:
+    """transformers' GPT-2 with GIGA-Piano's width, depth, feed-forward, heads, context and vocabulary."""
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=config.vocab_size,
+            n_positions=config.max_position_embeddings,
+            n_embd=config.hidden_size,
+            n_layer=config.num_hidden_layers,
+            n_head=config.num_attention_heads,
+            n_inner=config.intermediate_size,
+            bos_token_id=config.bos_token_id,
+            eos_token_id=None,
+        )
+    ).eval()
+
+
+@torch.no_grad()
+def generate_timings(
+    model, prompt: torch.Tensor, new_tokens: int, repeats: int, **kwargs
+) -> tuple[float, ...]:
+    """First call, prefill (a one-token generate) and decode seconds per token after the prefill."""
+
+    def run(tokens: int) -> float:
+        start = time.perf_counter()
+        model.generate(prompt, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, **kwargs)
+        return time.perf_counter() - start
+
+    first = run(2)
+    prefill = min(run(1) for _ in range(repeats))
+    whole = min(run(new_tokens) for _ in range(repeats))
+    return first, prefill, (whole - prefill) / (new_tokens - 1)
+
+
+def bench_versus_gpt2(args: argparse.Namespace) -> None:
+    config = GigaPianoConfig.from_preset(args.preset)
+    prompt = torch.randint(0, 128, (1, args.prompt_length))
+    variants = [
+        ("GIGA-Piano, dynamic cache", {}),
+        ("GIGA-Piano, static cache", {"cache_implementation": "static"}),
+    ]
+    if args.compile:
+        compiled = {
+            "cache_implementation": "static",
+            "compile_config": CompileConfig(_compile_all_devices=True),
+        }
+        variants.append(("GIGA-Piano, static cache + compile", compiled))
+    print(
+        f"\npreset={args.preset}, batch 1, prompt {args.prompt_length} tokens, {args.new_tokens} new tokens, "
+        f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}; "
+        f"best of {args.repeats} runs after a first call\n"
+    )
+    print("| model.generate() | dtype | first call (s) | prefill (s) | decode ms / token | decode vs GPT-2 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        gpt2 = gpt2_twin(config).to(dtype)
+        gpt2_times = generate_timings(gpt2, prompt, args.new_tokens, args.repeats)
+        rows = []
+        for name, kwargs in variants:
+            torch._dynamo.reset()
+            torch.manual_seed(0)
+            model = GigaPianoForCausalLM(config).eval().to(dtype)
+            rows.append((name, generate_timings(model, prompt, args.new_tokens, args.repeats, **kwargs)))
+        rows.append(("GPT-2 (transformers), dynamic cache", gpt2_times))
+        for name, (first, prefill, decode) in rows:
+            ratio = decode / gpt2_times[2]
+            print(
+                f"| {name} | {str(dtype).removeprefix('torch.')} | {first:.2f} | {prefill:.3f} "
+                f"| {decode * 1000:.1f} | {ratio:.2f}x |"
+            )
 
 
 def main() -> None:
@@ -178,7 +258,14 @@ def main() -> None:
         "--repeats", type=int, default=2, help="Runs per case; the best is kept (default: 2)."
     )
     parser.add_argument(
-        "--cases", default="decoding,inpainting", help="Comma-separated cases (default: decoding,inpainting)."
+        "--cases",
+        default="decoding,inpainting",
+        help="Comma-separated cases: decoding, inpainting, gpt2 (default: decoding,inpainting).",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="gpt2 case: also time the static cache compiled on this device.",
     )
     parser.add_argument(
         "--inpaint_notes", type=int, default=300, help="Notes of the inpainted source (default: 300)."
@@ -199,6 +286,8 @@ def main() -> None:
         bench_decoding(model, args)
     if "inpainting" in cases:
         bench_inpainting(model, args)
+    if "gpt2" in cases:
+        bench_versus_gpt2(args)
 
 
 if __name__ == "__main__":
