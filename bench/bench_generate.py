@@ -186,8 +186,8 @@ def gpt2_twin(config: GigaPianoConfig) -> GPT2LMHeadModel:
 
 @torch.no_grad()
 def generate_timings(
-    model, prompt: torch.Tensor, new_tokens: int, repeats: int, **kwargs
-) -> tuple[float, ...]:
+    model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, repeats: int, **kwargs
+) -> tuple[float, float, float]:
     """First call, prefill (a one-token generate) and decode seconds per token after the prefill."""
 
     def run(tokens: int) -> float:

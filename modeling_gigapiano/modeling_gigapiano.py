@@ -56,8 +56,10 @@ def relative_position_bias(
     an offset the queries are the last `T` of the `key_length` positions (a dynamic cache, or no cache).
     The whole-sequence case (no cache, or the first forward on an empty one) uses the "skewing" reshape of
     Huang et al. (2018), which needs no index tensor; every other case (decoding, chunked prefill, a static
-    cache whose keys are its full capacity) gathers along the table with an index built from the offset, so
-    the offset may be a tensor and nothing depends on its value in Python (compile, export).
+    cache whose keys are its full capacity, packed sequences longer than the table) gathers along the table
+    with an index built from the offset, so the offset may be a tensor and nothing depends on its value in
+    Python (compile, export). Distances past the table clamp to its last row: the model's context check
+    keeps real distances inside it, and keys of other packed sequences are masked.
 
     Args:
         q: scaled queries, `(batch, heads, T, head_dim)`.
@@ -71,12 +73,7 @@ def relative_position_bias(
     query_length = q.shape[-2]
     er_len = relative_table.shape[0]
     no_past = query_offset is None or (type(query_offset) is int and query_offset == 0)
-    if query_length == key_length and no_past:
-        if key_length > er_len:
-            raise ValueError(
-                f"Sequence of {key_length} tokens exceeds the relative table ({er_len}); slide the window "
-                "to the most recent tokens first."
-            )
+    if query_length == key_length and key_length <= er_len and no_past:
         # Column c of rel_logits is distance key_length - 1 - c; out[t, j] = rel_logits[t, j + T - 1 - t]
         # comes from one zero column on the left, reread as (T + 1, T), row 0 dropped.
         rel_logits = torch.matmul(q, relative_table[er_len - key_length :].transpose(0, 1))  # (B, H, T, S)
@@ -345,7 +342,7 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
             position_ids = position_ids.unsqueeze(0)
         if not is_torchdynamo_compiling():
             # A value check, so it stays out of compiled graphs (an index past the table fails there anyway).
-            self._check_context(int(past_length) + query_length, position_ids)
+            self._check_context(position_ids)
         # Padded positions may carry any id; clamp so the table lookup stays in range.
         positions = self.position_embedding[0, position_ids.clamp(min=0)]
         hidden_states = self.embed_dropout(inputs_embeds + positions)
@@ -362,13 +359,17 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
         hidden_states = self.norm(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
 
-    def _check_context(self, total_length: int, position_ids: torch.Tensor) -> None:
-        """Raise a clear error when the input runs past the learned position table."""
+    def _check_context(self, position_ids: torch.Tensor) -> None:
+        """Raise a clear error when a position runs past the learned position table.
+
+        Positions, not the sequence length, are checked: packed sequences restart their positions, so a
+        packed row may hold more tokens than the context.
+        """
         context = self.config.max_position_embeddings
         last_position = int(position_ids.max()) + 1 if position_ids.numel() else 0
-        if total_length > context or last_position > context:
+        if last_position > context:
             raise ValueError(
-                f"Input reaches position {max(total_length, last_position)} but the model's context is "
+                f"Input reaches position {last_position} but the model's context is "
                 f"{context} tokens; keep the last {context} tokens (start them on a separator) or use the "
                 "project's long-generation helper."
             )
