@@ -5,11 +5,13 @@ where it stopped, and finished stages are skipped):
 
     python -m gigapiano.training.shipping --maestro_dir ../shared/maestro/maestro-v3.0.0
 
-1. the base, in two stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
-   MAESTRO training performance of every composer, 512-token windows) then `base_medium_1024.yaml` (the
-   same weights continued at the full 1024-token context);
-2. per style, two fine-tunes of that base on all of the composer's training performances: upstream-style
-   top blocks (`style_medium_blocks.yaml`) and LoRA merged into the weights (`style_medium_lora.yaml`);
+1. the base, in four stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
+   MAESTRO training performance of every composer, 512-token windows), `base_medium_1024.yaml` (the same
+   weights continued at the full 1024-token context), then `base_medium_512_more.yaml` and
+   `base_medium_1024_final.yaml` (a second pass over the data, warm-restarted, again 512 then 1024 tokens);
+2. per style, fine-tunes of that base on all of the composer's training performances: upstream-style
+   top blocks (`style_medium_blocks.yaml`), LoRA merged into the weights (`style_medium_lora.yaml`) and
+   every parameter (`style_medium_full.yaml`); `--methods` picks which;
 3. per style, the fine-tune with the lower validation loss on the style's held-out pieces is shipped;
 4. every shipped model is exported in fp16 (small enough to commit) with its tokenizer, model card and
    training records, `models/selection.json` records the comparison and `models/README.md` sums up
@@ -40,11 +42,14 @@ STYLES = ("baroque", "romantic", "rachmaninoff")
 METHODS = {
     "blocks": "configs/train/style_medium_blocks.yaml",
     "lora": "configs/train/style_medium_lora.yaml",
+    "full": "configs/train/style_medium_full.yaml",
 }
 #: The base's stages, in order: (config, run folder name). Each stage starts from the previous one's run.
 BASE_STAGES = (
     ("configs/train/base_medium_512.yaml", "gigapiano-base-512"),
-    ("configs/train/base_medium_1024.yaml", "gigapiano-base"),
+    ("configs/train/base_medium_1024.yaml", "gigapiano-base-1024"),
+    ("configs/train/base_medium_512_more.yaml", "gigapiano-base-512-more"),
+    ("configs/train/base_medium_1024_final.yaml", "gigapiano-base"),
 )
 RECORD_FILES = (
     "all_results.json",
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(METHODS),
         default=list(METHODS),
         help="Fine-tuning methods to compare per style; the one with the lower validation loss ships "
-        "(default: both, blocks and lora).",
+        "(default: all of them).",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -6,20 +6,35 @@ one relative table `Er` per layer shared by all heads, exact (erf) GELU, final L
 bias-free head. On top of upstream it adds a key/value cache so that `generate()` costs one
 forward per new token instead of a full re-run of the sequence.
 
+The model is written the way transformers' own decoders are: the attention goes through the
+attention-interface registry (`eager`, `sdpa`, `flex_attention`; the relative term travels as the
+interface's `position_bias`), masks come from `create_causal_mask`, hidden states and attention weights
+are captured by the output-capturing hooks, blocks support gradient checkpointing, and the forward has
+no data-dependent Python branch, so it runs on a static cache, compiles without graph breaks and exports
+with `torch.export`.
+
 This file is shipped with the weights for `trust_remote_code`: it imports only torch, transformers
 and its sibling configuration file.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 try:  # transformers >= 5: init helpers that skip weights already loaded from a checkpoint
     from transformers import initialization as init
@@ -29,51 +44,99 @@ except ImportError:  # pragma: no cover - older transformers
 from .configuration_gigapiano import GigaPianoConfig
 
 
-def relative_position_bias(q: torch.Tensor, relative_table: torch.Tensor, key_length: int) -> torch.Tensor:
-    """Relative term `q_i . Er[er_len - 1 - (i - j)]` for queries at the end of a key sequence.
+def relative_position_bias(
+    q: torch.Tensor,
+    relative_table: torch.Tensor,
+    key_length: int,
+    query_offset: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Relative term `q_i . Er[er_len - 1 - (i - j)]` of query position `i` and key position `j`.
 
-    The queries are the last `T` of `key_length` positions (with a cache, `T` is usually 1), so query
-    `t` sits at absolute position `i = key_length - T + t`. Only the last `key_length` rows of the
-    table are needed (distances 0 .. key_length - 1). The per-row shift is done with the "skewing"
-    reshape of Huang et al. (2018), generalised to `T <= key_length`, which avoids building an index
-    tensor of size T x key_length.
+    Query `t` sits at position `i = query_offset + t`; keys are positions `0 .. key_length - 1`. Without
+    an offset the queries are the last `T` of the `key_length` positions (a dynamic cache, or no cache).
+    The whole-sequence case (no cache, or the first forward on an empty one) uses the "skewing" reshape of
+    Huang et al. (2018), which needs no index tensor; every other case (decoding, chunked prefill, a static
+    cache whose keys are its full capacity, packed sequences longer than the table) gathers along the table
+    with an index built from the offset, so the offset may be a tensor and nothing depends on its value in
+    Python (compile, export). Distances past the table clamp to its last row: the model's context check
+    keeps real distances inside it, and keys of other packed sequences are masked.
 
     Args:
         q: scaled queries, `(batch, heads, T, head_dim)`.
         relative_table: `Er`, `(er_len, head_dim)`.
-        key_length: number of keys `S` (past + current), `S >= T`.
+        key_length: number of keys `S`.
+        query_offset: position of the first query; `key_length - T` when None.
 
     Returns:
         `(batch, heads, T, S)`; entries for future keys (`j > i`) are arbitrary and must be masked.
     """
     query_length = q.shape[-2]
     er_len = relative_table.shape[0]
-    if key_length > er_len:
-        raise ValueError(
-            f"Sequence of {key_length} tokens exceeds the relative table ({er_len}); slide the window "
-            "to the most recent tokens first."
-        )
-    # column c of rel_logits <-> distance key_length - 1 - c
-    rel_logits = torch.matmul(q, relative_table[er_len - key_length :].transpose(0, 1))  # (B, H, T, S)
-    # want out[t, j] = rel_logits[t, j + T - 1 - t]
-    if query_length == key_length:
-        # Whole sequence (training, prefill): one zero column on the left, reread as (T + 1, T), drop row 0.
+    no_past = query_offset is None or (type(query_offset) is int and query_offset == 0)
+    if query_length == key_length and key_length <= er_len and no_past:
+        # Column c of rel_logits is distance key_length - 1 - c; out[t, j] = rel_logits[t, j + T - 1 - t]
+        # comes from one zero column on the left, reread as (T + 1, T), row 0 dropped.
+        rel_logits = torch.matmul(q, relative_table[er_len - key_length :].transpose(0, 1))  # (B, H, T, S)
         padded = F.pad(rel_logits, (1, 0))  # (B, H, T, T + 1)
         return padded.view(*q.shape[:-2], key_length + 1, key_length)[..., 1:, :]
-    # Queries at the end of a cache: pad each row by T, read the flat buffer with a row stride of
-    # S + T - 1 starting at offset T - 1.
-    width = key_length + query_length
-    padded = F.pad(rel_logits, (0, query_length))  # (B, H, T, S + T)
-    flat = padded.flatten(-2)[..., query_length - 1 : query_length - 1 + query_length * (width - 1)]
-    return flat.reshape(*q.shape[:-2], query_length, width - 1)[..., :key_length]
+    if query_offset is None:
+        query_offset = key_length - query_length
+    rel_logits = torch.matmul(q, relative_table.transpose(0, 1))  # (B, H, T, er_len), column = er_len - 1 - d
+    query_positions = torch.arange(query_length, device=q.device) + query_offset
+    distance = query_positions[:, None] - torch.arange(key_length, device=q.device)[None, :]
+    index = (er_len - 1 - distance).clamp(0, er_len - 1)
+    return torch.gather(rel_logits, -1, index.expand(*q.shape[:-2], query_length, key_length))
+
+
+def _additive_mask(
+    position_bias: torch.Tensor, attention_mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor
+) -> torch.Tensor:
+    """The relative term with the mask folded in, as one float bias to add to `q.k`.
+
+    `attention_mask` may be additive (float), boolean (True = attend) or None; None means plain causal
+    attention where queries and keys end together (what `create_causal_mask` returns for `sdpa` when it
+    leaves causality to the kernel).
+    """
+    if attention_mask is None:
+        query_length, key_length = query.shape[-2], key.shape[-2]
+        query_positions = torch.arange(key_length - query_length, key_length, device=query.device)
+        attention_mask = torch.arange(key_length, device=query.device)[None, :] <= query_positions[:, None]
+    if attention_mask.dtype == torch.bool:
+        return position_bias.masked_fill(~attention_mask, torch.finfo(position_bias.dtype).min)
+    return position_bias + attention_mask
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    position_bias: torch.Tensor | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit softmax attention; returns `(batch, T, heads, head_dim)` outputs and the attention weights."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if position_bias is not None:
+        scores = scores + _additive_mask(position_bias, attention_mask, query, key)
+    elif attention_mask is not None:
+        scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
 
 
 class GigaPianoAttention(nn.Module):
     """Multi-head causal self-attention with a per-layer relative-position table shared by all heads.
 
-    Two paths compute the same function: `scaled_dot_product_attention` with the relative term and the
-    masks as an additive float bias (default, faster), and an explicit softmax path used when the
-    attention weights are requested or `config._attn_implementation == "eager"`.
+    The relative term is computed here (it needs the scaled queries) and handed to the attention function
+    of `config._attn_implementation` as `position_bias`: `eager` adds it to the scores, `sdpa` folds it
+    into the float mask, `flex_attention` adds it in its score modification. Training on a CPU under `sdpa`
+    takes the eager function: with a float bias the fused CPU kernel is about 2x slower when gradients flow
+    (bench/bench_train.py); both compute the same function.
     """
 
     def __init__(self, config: GigaPianoConfig, layer_idx: int) -> None:
@@ -83,6 +146,7 @@ class GigaPianoAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_dim**-0.5
+        self.is_causal = True
         # Packed projection in the order q, k, v (upstream `in_proj_weight` / `in_proj_bias`).
         self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
@@ -90,21 +154,23 @@ class GigaPianoAttention(nn.Module):
         self.relative_embedding = nn.Parameter(torch.empty(config.relative_attention_length, self.head_dim))
         self.attn_dropout = config.attn_pdrop
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        output_attentions: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend over the cached keys plus the new positions.
 
         Args:
             hidden_states: `(batch, T, hidden)`, the normalised input of the block.
-            key_padding_mask: `(batch, S)` bool, True where a key is real, False for padding; None if
-                every key is real. `S` = cached length + T.
+            attention_mask: the mask `create_causal_mask` built for the configured implementation.
             cache: transformers cache holding the keys/values of earlier positions; updated in place.
-            output_attentions: return the attention probabilities `(batch, heads, T, S)`.
+
+        Returns:
+            The block's attention output and the attention weights (eager only, else None).
         """
         batch, query_length, width = hidden_states.shape
         qkv = self.qkv_proj(hidden_states)
@@ -112,31 +178,33 @@ class GigaPianoAttention(nn.Module):
         q, k, v = qkv.view(batch, query_length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         # Upstream scales q before both q.k and the relative term.
         q = q * self.scaling
+        query_offset = None
         if cache is not None:
+            # Read before the update; a static cache's length is a tensor that the update bumps in place.
+            query_offset = cache.get_seq_length(self.layer_idx)
+            if isinstance(query_offset, torch.Tensor):
+                query_offset = query_offset.clone()
             k, v = cache.update(k, v, self.layer_idx)
-        key_length = k.shape[-2]
+        position_bias = relative_position_bias(q, self.relative_embedding, k.shape[-2], query_offset)
 
-        bias = relative_position_bias(q, self.relative_embedding, key_length)
-        blocked = _blocked_keys(query_length, key_length, key_padding_mask, hidden_states.device)
-        bias = bias.masked_fill(blocked, torch.finfo(bias.dtype).min)
-        dropout = self.attn_dropout if self.training else 0.0
-
-        # On CPU the fused kernel with a float bias is about 2x slower than the explicit path when
-        # gradients flow (measured in bench/bench_train.py), so training on CPU takes the explicit path.
-        use_eager = (
-            output_attentions
-            or getattr(self.config, "_attn_implementation", None) == "eager"
-            or (torch.is_grad_enabled() and q.requires_grad and q.device.type == "cpu")
+        implementation = self.config._attn_implementation
+        if implementation == "sdpa" and q.requires_grad and q.device.type == "cpu":
+            implementation = "eager"
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            implementation, eager_attention_forward
         )
-        if use_eager:
-            weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + bias, dim=-1)
-            weights = F.dropout(weights, p=dropout, training=self.training)
-            context = torch.matmul(weights, v)
-        else:
-            weights = None
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
-        # (B, H, T, D) -> (B, T, W)
-        context = context.transpose(1, 2).reshape(batch, query_length, width)
+        context, weights = attention_interface(
+            self,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=self.attn_dropout if self.training else 0.0,
+            scaling=1.0,
+            position_bias=position_bias,
+            **kwargs,
+        )
+        context = context.reshape(batch, query_length, width)
         return self.out_proj(context), weights
 
 
@@ -145,7 +213,8 @@ def _blocked_keys(
 ) -> torch.Tensor:
     """Boolean mask, True where query t may not see key j: future keys and padded keys.
 
-    Returns `(T, S)` or `(batch, 1, T, S)` when a padding mask is given.
+    The model builds its masks with `create_causal_mask`; this stays for scripts that restate the attention
+    by hand (bench/bench_train.py). Returns `(T, S)` or `(batch, 1, T, S)` when a padding mask is given.
     """
     query_positions = torch.arange(key_length - query_length, key_length, device=device)
     future = torch.arange(key_length, device=device)[None, :] > query_positions[:, None]
@@ -166,7 +235,7 @@ class GigaPianoMLP(nn.Module):
         return self.fc_out(F.gelu(self.fc_in(hidden_states)))
 
 
-class GigaPianoBlock(nn.Module):
+class GigaPianoBlock(GradientCheckpointingLayer):
     """Pre-norm transformer block: `x + Attn(LN1(x))`, then `x + MLP(LN2(x))`."""
 
     def __init__(self, config: GigaPianoConfig, layer_idx: int) -> None:
@@ -177,28 +246,32 @@ class GigaPianoBlock(nn.Module):
         self.mlp = GigaPianoMLP(config)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn_out, weights = self.attn(self.ln_1(hidden_states), key_padding_mask, cache, output_attentions)
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attn_out, _ = self.attn(self.ln_1(hidden_states), attention_mask, cache, **kwargs)
         hidden_states = hidden_states + self.resid_dropout(attn_out)
-        hidden_states = hidden_states + self.resid_dropout(self.mlp(self.ln_2(hidden_states)))
-        return hidden_states, weights
+        return hidden_states + self.resid_dropout(self.mlp(self.ln_2(hidden_states)))
 
 
 class GigaPianoPreTrainedModel(PreTrainedModel):
-    """Weight init and the flags transformers reads; shared by the base model and the LM head model."""
+    """Weight init and the capability flags transformers reads; shared by the base model and the LM head."""
 
     config_class = GigaPianoConfig
     config: GigaPianoConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["GigaPianoBlock"]
     _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": GigaPianoBlock, "attentions": GigaPianoAttention}
 
     def _init_weights(self, module: nn.Module) -> None:
         """Linear/Embedding/LayerNorm via the base class; the bare parameters (positions, `Er`) here."""
@@ -223,6 +296,7 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
         self.embed_dropout = nn.Dropout(config.embd_pdrop)
         self.layers = nn.ModuleList([GigaPianoBlock(config, i) for i in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -231,6 +305,9 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_tokens = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @merge_with_config_defaults
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -239,68 +316,63 @@ class GigaPianoModel(GigaPianoPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         """Run the decoder.
 
         Args:
             input_ids: `(batch, T)` token ids (or give `inputs_embeds`).
-            attention_mask: `(batch, past + T)` with 1 for real tokens and 0 for (left) padding.
+            attention_mask: `(batch, past + T)` with 1 for real tokens and 0 for (left) padding, or a prepared
+                4D mask.
             position_ids: `(batch, T)` absolute positions; default counts from the cache length.
                 `generate()` derives them from `attention_mask` so left-padded rows start at 0.
-            cache: a transformers `Cache` with earlier keys/values (created when `use_cache`).
+            cache: a transformers `Cache` with earlier keys/values (a `DynamicCache` is created when
+                `use_cache`); a `StaticCache` makes every step the same shape (compile, export).
         """
-        cache = kwargs.pop("past_key_values", cache)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        output_attentions = bool(output_attentions)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        past_length = int(cache.get_seq_length()) if cache is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         query_length = inputs_embeds.shape[1]
-
         if position_ids is None:
-            position_ids = torch.arange(past_length, past_length + query_length, device=inputs_embeds.device)
+            position_ids = torch.arange(query_length, device=inputs_embeds.device) + past_length
             position_ids = position_ids.unsqueeze(0)
-        context = self.config.max_position_embeddings
-        if past_length + query_length > context or int(position_ids.max()) >= context:
-            raise ValueError(
-                f"Input reaches position {max(past_length + query_length, int(position_ids.max()) + 1)} "
-                f"but the model's context is {context} tokens; keep the last {context} tokens (start "
-                "them on a separator) or use the project's long-generation helper."
-            )
+        if not is_torchdynamo_compiling():
+            # A value check, so it stays out of compiled graphs (an index past the table fails there anyway).
+            self._check_context(position_ids)
         # Padded positions may carry any id; clamp so the table lookup stays in range.
         positions = self.position_embedding[0, position_ids.clamp(min=0)]
         hidden_states = self.embed_dropout(inputs_embeds + positions)
 
-        key_padding_mask = None
-        if attention_mask is not None:
-            key_padding_mask = attention_mask[:, -(past_length + query_length) :].bool()
-            if bool(key_padding_mask.all()):
-                key_padding_mask = None
-
-        all_hidden: tuple[torch.Tensor, ...] = ()
-        all_attentions: tuple[torch.Tensor, ...] = ()
-        for block in self.layers:
-            if output_hidden_states:
-                all_hidden += (hidden_states,)
-            hidden_states, weights = block(hidden_states, key_padding_mask, cache, output_attentions)
-            if output_attentions:
-                all_attentions += (weights,)
-        hidden_states = self.norm(hidden_states)
-        if output_hidden_states:
-            all_hidden += (hidden_states,)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden_states,
-            cache=cache if use_cache else None,
-            hidden_states=all_hidden or None,
-            attentions=all_attentions or None,
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
         )
+        for block in self.layers[: self.config.num_hidden_layers]:
+            hidden_states = block(hidden_states, attention_mask=causal_mask, cache=cache, **kwargs)
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
+
+    def _check_context(self, position_ids: torch.Tensor) -> None:
+        """Raise a clear error when a position runs past the learned position table.
+
+        Positions, not the sequence length, are checked: packed sequences restart their positions, so a
+        packed row may hold more tokens than the context.
+        """
+        context = self.config.max_position_embeddings
+        last_position = int(position_ids.max()) + 1 if position_ids.numel() else 0
+        if last_position > context:
+            raise ValueError(
+                f"Input reaches position {last_position} but the model's context is "
+                f"{context} tokens; keep the last {context} tokens (start them on a separator) or use the "
+                "project's long-generation helper."
+            )
 
 
 class GigaPianoForCausalLM(GigaPianoPreTrainedModel, GenerationMixin):
@@ -324,6 +396,8 @@ class GigaPianoForCausalLM(GigaPianoPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -333,40 +407,32 @@ class GigaPianoForCausalLM(GigaPianoPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs: Any,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         """Logits for every position (or the last `logits_to_keep`), plus the loss when `labels` are given.
 
         Args:
-            labels: `(batch, T)` targets aligned with `input_ids` (shifted inside, -100 ignored).
+            labels: `(batch, T)` targets aligned with `input_ids`, shifted inside; -100 is ignored. The loss
+                is `self.loss_function`, so `shift_labels` (targets already aligned, for sequence parallelism)
+                and `num_items_in_batch` (gradient accumulation) in `kwargs` are honoured.
             logits_to_keep: if > 0, only the last that many positions get logits (generation needs 1).
         """
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
-        outputs = self.model(
+        outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            if logits_to_keep > 0:
-                hidden_states = hidden_states[:, -logits_to_keep:]
-        else:
-            hidden_states = hidden_states[:, logits_to_keep]
-        logits = self.lm_head(hidden_states)
-
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+            )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -374,24 +440,6 @@ class GigaPianoForCausalLM(GigaPianoPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-
-
-def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cross-entropy of position t's logits against label t + 1; -100 labels are ignored.
-
-    With `num_items_in_batch` (given by `Trainer` under gradient accumulation) the sum is divided by
-    that count so accumulated steps weigh every token equally.
-    """
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shift_labels = labels[:, 1:].reshape(-1).to(shift_logits.device)
-    if num_items_in_batch is None:
-        return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
-    total = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(total.device)
-    return total / num_items_in_batch
 
 
 GigaPianoModel.register_for_auto_class("AutoModel")

@@ -242,7 +242,9 @@ def _parse_track(header: bytes, body: bytes, index: int, name: str) -> TrackEven
     * symusic drops notes that are never switched off; upstream keeps them, ending at the track's last
       event. So the chunk gets a marker at its end-of-track tick (to learn that tick) and note-offs for
       every pitch one tick later; notes ending there are the unterminated ones. A note-off closes one
-      note, so while some pitch may still hold open notes the chunk is parsed again with twice as many.
+      note, so while a pitch may still hold open notes the chunk is parsed again with twice as many
+      note-offs for that pitch only (the added bytes stay within twice the unterminated notes, and the
+      passes within their base-2 logarithm).
     * symusic drops the controllers and pitch bends of a channel that has no note-on, but upstream
       counts them in the track's timing. A note-on at the very end (never closed, so never a note)
       makes symusic keep them.
@@ -255,9 +257,9 @@ def _parse_track(header: bytes, body: bytes, index: int, name: str) -> TrackEven
         for channel in range(16)
         if channel not in channels and any(status in body for status in _CONTROL_STATUS[channel])
     ]
-    pitches, repeats = _ALL_PITCHES, 1
+    counts: dict[int, int] | None = None  # note-offs added per pitch (None: one for every pitch)
     while True:
-        extended = _with_end_events(body, channels, pitches, repeats, silent)
+        extended = _with_end_events(body, channels, counts, silent)
         score = _parse_chunk(header, extended, index, name)
         events = _track_events(score)
         end_tick = _end_marker_tick(score)
@@ -266,41 +268,51 @@ def _parse_track(header: bytes, body: bytes, index: int, name: str) -> TrackEven
         closed = events.pitches[events.ends > end_tick]
         if closed.size == 0:
             return events
-        if np.bincount(closed).max() < repeats:
+        found = np.bincount(closed, minlength=128)
+        previous = counts if counts is not None else dict.fromkeys(_ALL_PITCHES, 1)
+        # a pitch whose note-offs were all used up may hold more open notes: double them; keep the others
+        saturated = {pitch for pitch, count in previous.items() if found[pitch] >= count}
+        if not saturated:
             return _end_unterminated_notes(events, end_tick)
-        pitches, repeats = tuple(np.unique(closed).tolist()), repeats * 2
+        counts = {p: c * (2 if p in saturated else 1) for p, c in previous.items() if found[p]}
 
 
 def _with_end_events(
-    body: bytes, channels: list[int], pitches: tuple[int, ...], repeats: int, silent: list[int]
+    body: bytes, channels: list[int], counts: dict[int, int] | None, silent: list[int]
 ) -> bytes:
-    """The chunk body with an end marker at its end-of-track tick, then (one tick later) note-offs for
-    ``pitches`` on ``channels`` and a note-on on each ``silent`` channel, then a new end-of-track.
+    """The chunk body with an end marker at its end-of-track tick, then (one tick later) ``counts[pitch]``
+    note-offs per pitch (one for every pitch when ``counts`` is None) on ``channels`` and a note-on on each
+    ``silent`` channel, then a new end-of-track.
 
     The end-of-track event keeps its delta but becomes the marker; the added events have zero deltas.
     """
-    if pitches == _ALL_PITCHES and repeats == 1:
+    if counts is None:
         offs = b"".join(_ALL_NOTE_OFFS[channel] for channel in channels)
     else:
-        offs = b"".join(_note_offs(channel, pitches, repeats) for channel in channels)
+        offs = b"".join(_note_offs(channel, counts) for channel in channels)
     ons = b"".join(bytes([0x90 | channel, 0, 1, 0]) for channel in silent)
     head = body[: -len(_END_OF_TRACK)] if body.endswith(_END_OF_TRACK) else body + b"\x00"
     return head + _END_MARKER + b"\x01" + offs + ons + _END_OF_TRACK
 
 
-def _note_offs(channel: int, pitches: tuple[int, ...], repeats: int) -> bytes:
-    """``repeats`` note-offs per pitch on one channel: a status byte, then (pitch, velocity, next delta)s."""
-    return bytes([0x80 | channel]) + b"".join(bytes([pitch, 0, 0]) * repeats for pitch in pitches)
+def _note_offs(channel: int, counts: dict[int, int]) -> bytes:
+    """``counts[pitch]`` note-offs per pitch on one channel: a status byte, then (pitch, velocity, next
+    delta)s."""
+    return bytes([0x80 | channel]) + b"".join(bytes([pitch, 0, 0]) * count for pitch, count in counts.items())
 
 
-_ALL_NOTE_OFFS = tuple(_note_offs(channel, _ALL_PITCHES, 1) for channel in range(16))
+_ALL_NOTE_OFFS = tuple(_note_offs(channel, dict.fromkeys(_ALL_PITCHES, 1)) for channel in range(16))
 
 
 def _parse_chunk(header: bytes, body: bytes, index: int, name: str) -> Any:
     """Parses one track chunk as a one-track MIDI file with symusic."""
     try:
         return symusic.core.ScoreTick.from_midi(header + b"MTrk" + struct.pack(">I", len(body)) + body)
+    except MemoryError:  # out of memory is not a property of the file: never report it as invalid MIDI
+        raise
     except Exception as error:  # symusic raises RuntimeError (and others) on malformed track data
+        if "bad_alloc" in str(error):
+            raise MemoryError(f"{name}: out of memory while parsing track {index}") from error
         raise MidiTokenizationError(f"{name}: track {index} is not valid MIDI ({error})") from error
 
 
@@ -676,6 +688,13 @@ def encode_midi(source: Any, timing: str = "upstream") -> list[int]:
     """Tokenises one MIDI source (see :meth:`GigaPianoTokenizer.encode_midi`)."""
     check_timing(timing)
     parsed = parse_midi(source)
+    if timing == "upstream" and parsed.division & 0x8000:
+        # Upstream read SMPTE divisions as ticks per quarter note (a 257 s piece came out as 1.8 s); SMPTE
+        # time does not depend on tempo, so the exact conversion is used instead (it checks the division).
+        logger.warning(
+            "%s uses SMPTE time; its notes are timed exactly, not with upstream's timing", parsed.name
+        )
+        timing = "tempo_map"
     times = upstream_note_times(parsed) if timing == "upstream" else tempo_map_note_times(parsed)
     if times.pitch.size == 0:
         raise MidiTokenizationError(_no_notes_message(parsed))
