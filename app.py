@@ -27,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 from gigapiano.hub.demo import (  # noqa: E402 - after the environment default above
     DEFAULT_EXAMPLES_DIR,
     DEFAULT_MODELS_DIR,
+    DEFAULT_TEMPERATURE,
     DEMO_MODES,
     MAX_NEW_NOTES,
     MAX_UPLOAD_BYTES,
@@ -140,7 +141,11 @@ def build_demo(
                 style = gr.Dropdown(catalog.styles, value=catalog.styles[0], label="Style")
                 mode = gr.Radio(list(DEMO_MODES), value="continue", label="Mode", info=MODE_HELP)
                 temperature = gr.Slider(
-                    0.0, 2.0, value=1.0, step=0.05, label="Temperature (0 = most likely notes)"
+                    0.0,
+                    2.0,
+                    value=DEFAULT_TEMPERATURE,
+                    step=0.05,
+                    label="Temperature (0 = most likely notes)",
                 )
                 length = gr.Slider(8, MAX_NEW_NOTES, value=128, step=8, label="Length (new notes)")
                 seed = gr.Number(

@@ -12,7 +12,7 @@ that slides the window when the context is full.
 Request (JSON):
 
     {"inputs": "<base64 MIDI file>" | null,
-     "parameters": {"max_new_notes": 128, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0,
+     "parameters": {"max_new_notes": 128, "temperature": 0.9, "top_k": 0, "top_p": 1.0, "seed": 0,
                     "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108}}
 
 Response (JSON):
@@ -67,6 +67,9 @@ SEP_ID = 127
 FIELD_RANGES = ((0, 126), (1, 126), (1, 126))
 #: Default range of generated pitches (MIDI note numbers): the piano keyboard, A0..C8.
 PIANO_PITCH_RANGE = (21, 108)
+#: Default sampling, the library's (`gigapiano.generation.settings`, chosen in docs/sampling.md).
+DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TOP_P = 1.0
 #: Largest prompt MIDI file accepted (bytes, after base64 decoding).
 MAX_MIDI_BYTES = 1_000_000
 #: Upper bounds of the generation parameters (one request must stay a few seconds on a GPU).
@@ -95,9 +98,9 @@ DEBIAN_SOUNDFONTS = (
 #: name -> (type, default, low, high); None bounds are open.
 PARAMETERS: dict[str, tuple[type, Any, float | None, float | None]] = {
     "max_new_notes": (int, 128, 1, MAX_NEW_NOTES),
-    "temperature": (float, 1.0, 0.0, 5.0),
+    "temperature": (float, DEFAULT_TEMPERATURE, 0.0, 5.0),
     "top_k": (int, 0, 0, 128),
-    "top_p": (float, 1.0, 1e-6, 1.0),
+    "top_p": (float, DEFAULT_TOP_P, 1e-6, 1.0),
     "seed": (int, None, 0, 2**31 - 1),
     "num_variations": (int, 1, 1, MAX_VARIATIONS),
     "velocity": (int, 90, 1, 127),
@@ -258,9 +261,9 @@ def sample_continuation(
     num_notes: int,
     *,
     batch_size: int = 1,
-    temperature: float = 1.0,
+    temperature: float = DEFAULT_TEMPERATURE,
     top_k: int = 0,
-    top_p: float = 1.0,
+    top_p: float = DEFAULT_TOP_P,
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
     time_limit_s: float | None = None,
 ) -> list[list[int]]:

@@ -78,7 +78,7 @@ def test_greedy_sampling_is_deterministic(random_tiny_model):
 def test_parameters_are_checked_and_defaulted():
     params = handler.parse_parameters({"max_new_notes": 16, "top_p": 0.9, "seed": 3.0})
     assert params["max_new_notes"] == 16 and params["top_p"] == 0.9 and params["seed"] == 3
-    assert params["temperature"] == 1.0 and params["num_variations"] == 1 and params["audio"] is True
+    assert params["temperature"] == handler.DEFAULT_TEMPERATURE and params["num_variations"] == 1 and params["audio"] is True
     bad = [
         ({"max_new_notes": 0}, "'max_new_notes' must be in 1..1024"),
         ({"max_new_notes": handler.MAX_NEW_NOTES + 1}, "'max_new_notes' must be in"),

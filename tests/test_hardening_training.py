@@ -15,7 +15,7 @@ from gigapiano.training.trainer import TrainingTerminated, check_output_dir, sig
 
 
 def checkpoint(run: Path, step: int, max_steps: int = 20, state: str | None = None) -> Path:
-    """A checkpoint folder as Trainer leaves it; `state=""` leaves out trainer_state.json (killed mid-save)."""
+    """A checkpoint folder as Trainer leaves it; `state=""` omits trainer_state.json (killed mid-save)."""
     folder = run / f"checkpoint-{step}"
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"weights")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+
 from .memorization import COPY_KEYS
 
 DEFAULT_STYLES = ["baroque", "romantic", "rachmaninoff"]
@@ -53,9 +55,15 @@ class GigaPianoEvaluationArguments:
     prompts_per_piece: int = field(
         default=2, metadata={"help": "Prompts per test performance, spread over it. Default: 2."}
     )
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature. Default: 1.0."})
+    temperature: float = field(
+        default=DEFAULT_TEMPERATURE,
+        metadata={"help": f"Sampling temperature. Default: the library's, {DEFAULT_TEMPERATURE}."},
+    )
     top_k: int = field(default=0, metadata={"help": "Top-k sampling filter (0 = off). Default: 0."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling filter (1.0 = off). Default: 1.0."})
+    top_p: float = field(
+        default=DEFAULT_TOP_P,
+        metadata={"help": f"Nucleus sampling filter (1.0 = off). Default: the library's, {DEFAULT_TOP_P}."},
+    )
     generation_batch_size: int = field(
         default=64, metadata={"help": "Continuations (prompt x seed) sampled per batch. Default: 64."}
     )

@@ -26,6 +26,7 @@ from transformers import LogitsProcessorList
 from gigapiano.generation import NoteStructureLogitsProcessor, SamplingOptions, is_well_formed, sample_notes
 from gigapiano.generation.cache import preallocated_cache
 from gigapiano.generation.cpu_linear import packed_linears
+from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class SamplingSetup:
     Attributes:
         new_notes: Notes generated after each prompt.
         seeds: One continuation of every prompt per seed.
-        temperature: Sampling temperature (1.0 = the model's distribution).
+        temperature: Sampling temperature (1.0 = the model's distribution; default: the library's).
         top_k: Top-k filter (0 = off).
         top_p: Nucleus filter (1.0 = off).
         batch_size: Rows (prompt x seed) per `generate()` call.
@@ -45,9 +46,9 @@ class SamplingSetup:
 
     new_notes: int = 128
     seeds: tuple[int, ...] = (0, 1, 2)
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     top_k: int = 0
-    top_p: float = 1.0
+    top_p: float = DEFAULT_TOP_P
     batch_size: int = 64
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .audio import SYNTHESIZER_CHOICES
 from .grammar import PIANO_PITCH_RANGE
-from .settings import KEEP_CHOICES, MODES, GenerationSettings
+from .settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, KEEP_CHOICES, MODES, GenerationSettings
 
 
 @dataclass
@@ -75,13 +75,17 @@ class GenerateArguments:
         metadata={"help": "Instead of --max_new_notes: generate until the new notes span this many seconds."},
     )
     temperature: float = field(
-        default=1.0, metadata={"help": "Divides the logits: below 1 safer, above 1 wilder, 0 = greedy."}
+        default=DEFAULT_TEMPERATURE,
+        metadata={
+            "help": "Divides the logits: below 1 safer, above 1 wilder, 0 = greedy. Default: "
+            f"{DEFAULT_TEMPERATURE} (chosen by measurement, docs/sampling.md)."
+        },
     )
     top_k: int = field(
         default=0, metadata={"help": "Sample among the k most likely legal ids of each field (0 = off)."}
     )
     top_p: float = field(
-        default=1.0,
+        default=DEFAULT_TOP_P,
         metadata={"help": "Nucleus sampling: the smallest set of legal ids with this probability (1 = off)."},
     )
     seed: int | None = field(

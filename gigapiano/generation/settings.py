@@ -14,6 +14,13 @@ Mode = Literal["continue", "inpaint", "harmonize", "progression"]
 MODES: tuple[str, ...] = ("continue", "inpaint", "harmonize", "progression")
 KEEP_CHOICES: tuple[str, ...] = ("time", "time+dur")
 DEFAULT_MAX_NEW_NOTES = 256
+#: Default sampling, chosen on the styles' validation prompts by
+#: `python -m gigapiano.evaluation.sampling_sweep` (`docs/sampling.md`): of temperatures 1.0 / 0.9 / 0.8,
+#: each with and without top-p 0.9, temperature 0.9 alone brought the continuations' musical statistics
+#: closest to the real music's (fewer out-of-key notes and clashing chords than 1.0, without the rushed,
+#: repetitive texture of 0.8 or of top-p 0.9).
+DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TOP_P = 1.0
 #: With `seconds` and no `max_new_notes`, stop after this many notes per second at the latest.
 NOTES_PER_SECOND_CAP = 40
 DEFAULT_CHORD_NOTES = {"harmonize": 2, "progression": 0}
@@ -58,9 +65,9 @@ class GenerationSettings:
     mode: Mode = "continue"
     max_new_notes: int | None = None
     seconds: float | None = None
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     top_k: int = 0
-    top_p: float = 1.0
+    top_p: float = DEFAULT_TOP_P
     seed: int | None = None
     num_variations: int = 1
     keep: Literal["time", "time+dur"] = "time+dur"

@@ -24,6 +24,7 @@ from gigapiano.generation.grammar import PIANO_PITCH_RANGE, check_pitch_range
 from gigapiano.generation.outputs import marker_text, provenance, roll_panel, write_midi
 from gigapiano.generation.pianoroll import save_pianoroll
 from gigapiano.generation.resolve import load_model, load_tokenizer
+from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def run_demo_generation(
     mode: str,
     prompt: bytes | None,
     *,
-    temperature: float = 1.0,
+    temperature: float = DEFAULT_TEMPERATURE,
     max_new_notes: int = 128,
     seed: int | None = None,
     min_pitch: int = PIANO_PITCH_RANGE[0],
@@ -264,7 +265,7 @@ def run_demo_generation(
             mode=mode,
             max_new_notes=max_new_notes,
             temperature=float(temperature),
-            top_p=0.95,
+            top_p=DEFAULT_TOP_P,
             seed=seed,
             min_pitch=min_pitch,
             max_pitch=max_pitch,
