@@ -1,3 +1,4 @@
+# Copyright 2026 The GIGA-Piano for Transformers authors. Licensed under the Apache License, Version 2.0.
 """GIGA-Piano: a GPT decoder with relative-position self-attention (Music Transformer style) for piano MIDI.
 
 The math follows the released upstream checkpoints exactly (see the project's DESIGN notes):

@@ -1,3 +1,4 @@
+# Copyright 2026 The GIGA-Piano for Transformers authors. Licensed under the Apache License, Version 2.0.
 """Configuration of GIGA-Piano, a GPT-style decoder with relative-position self-attention.
 
 The defaults equal the released upstream "small" checkpoint (16 x 1024). Named presets cover the
