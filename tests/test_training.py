@@ -403,10 +403,11 @@ def test_export_for_shipping_halves_weights_and_keeps_records(trained_tiny_run, 
 
 
 def test_shipping_summary_reads_every_run_record(trained_tiny_run, tmp_path):
-    from gigapiano.training.shipping import write_summary
+    from gigapiano.training.shipping import BASE_STAGES, write_summary
 
     runs = tmp_path / "runs"
-    for name in ("gigapiano-base-512", "gigapiano-base", "style-blocks-baroque", "style-lora-baroque"):
+    stages = [name for _, name in BASE_STAGES]
+    for name in (*stages, "style-blocks-baroque", "style-lora-baroque"):
         shutil.copytree(trained_tiny_run, runs / name, ignore=shutil.ignore_patterns("checkpoint-*"))
     results = json.loads((trained_tiny_run / "all_results.json").read_text())
     (tmp_path / "models").mkdir()
@@ -414,14 +415,14 @@ def test_shipping_summary_reads_every_run_record(trained_tiny_run, tmp_path):
     summary = write_summary(selection, runs, tmp_path / "models").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| base stage 1 (gigapiano-base-512)",
-        "| base stage 2 (gigapiano-base)",
+        *(f"| base stage {i + 1} ({name})" for i, name in enumerate(stages)),
         "| baroque (blocks)",
         "| baroque (lora)",
     ]
-    assert rows[1].rstrip().endswith("| yes |") and not rows[0].rstrip().endswith("| yes |")
-    assert rows[3].rstrip().endswith("| yes |") and not rows[2].rstrip().endswith("| yes |")
-    assert f"{results['eval_loss']:.4f}" in rows[1]
+    assert stages[-1] == "gigapiano-base"  # the last stage is the shipped base
+    shipped = [row.rstrip().endswith("| yes |") for row in rows]
+    assert shipped == [False] * (len(stages) - 1) + [True, False, True]
+    assert f"{results['eval_loss']:.4f}" in rows[len(stages) - 1]
 
 
 # Smoothed losses of a real LR range test (compact base, romantic style, top 2 blocks, 1e-6 .. 3e-2 in 40

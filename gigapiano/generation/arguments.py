@@ -189,10 +189,6 @@ class GenerateArguments:
             raise ValueError("Pass exactly one of --model <folder or Hub id> and --style <name>.")
         if self.with_base and self.style != "all":
             raise ValueError("--with_base only applies to --style all.")
-        if self.model is not None:
-            from .resolve import model_source
-
-            model_source(self.model)  # a local path that does not exist fails now, not after a Hub lookup
         if self.velocity != "simulated":
             if not self.velocity.isdigit() or not 1 <= int(self.velocity) <= 127:
                 raise ValueError(f"--velocity must be 1..127 or 'simulated', got {self.velocity!r}.")
@@ -200,6 +196,11 @@ class GenerateArguments:
             raise ValueError(f"--threads must be >= 1, got {self.threads}.")
         if self.sample_rate < 8000:
             raise ValueError(f"--sample_rate must be >= 8000 Hz, got {self.sample_rate}.")
+        self.to_settings()  # bad values (e.g. a pitch range) are named before anything is looked up
+        if self.model is not None:
+            from .resolve import model_source
+
+            model_source(self.model)  # a local path that does not exist fails now, not after a Hub lookup
 
     @property
     def velocity_value(self) -> int | str:

@@ -74,12 +74,18 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+#: The project's own output folders (train.py, the shipped models, generate.py): `runs/x` is a path even in a
+#: checkout where `runs/` does not exist yet.
+LOCAL_ROOTS = ("runs", "models", "outputs")
+
+
 def model_source(name_or_path: str | Path) -> tuple[str, Path | None]:
     """`(what to pass to from_pretrained, local folder or None for a Hub id)`; cheap (no torch), so the CLI
     checks `--model` before loading anything.
 
     Something looks like a local path when it exists, starts with `.`, `/` or `~`, has a backslash or
-    more than one `/`, or when its first part is a folder here that is not a Python package (`runs/x`).
+    more than one `/`, or when its first part is one of `LOCAL_ROOTS` or a folder here that is not a Python
+    package.
 
     Raises:
         FileNotFoundError: something that looks like a local path but is not a folder.
@@ -91,6 +97,7 @@ def model_source(name_or_path: str | Path) -> tuple[str, Path | None]:
         or name.startswith((".", "/", "~"))
         or name.count("/") > 1
         or "\\" in name
+        or name.split("/", 1)[0] in LOCAL_ROOTS
         or _plain_folder(name.split("/", 1)[0])
     )
     if not looks_local:
