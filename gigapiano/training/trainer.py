@@ -40,6 +40,7 @@ from ..data import (
 )
 from .arguments import GigaPianoModelArguments, GigaPianoTrainingArguments
 from .lr_finder import lr_range_test, planned_training_steps, range_test_steps
+from .memory import keep_freed_memory
 from .metrics import build_compute_metrics, reduce_logits
 from .model_setup import base_model_reference, prepare_model
 from .records import plot_loss_curves, write_run_info, write_styles
@@ -311,6 +312,7 @@ def run_training(
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # published at the end instead
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False
+        keep_freed_memory()
     set_seed(training_args.seed)
 
     windows, styles = load_windows(data_args, training_args, output_dir)
