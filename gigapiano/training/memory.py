@@ -3,7 +3,7 @@
 By default glibc hands large blocks (above its mmap threshold, at most 32 MiB) and the top of its heap back
 to the kernel as soon as they are freed. A training step frees and re-allocates the same activation tensors
 every step, so the next step faults them in again as fresh zeroed pages. `bench/bench_train.py` measured
-0.3 to 8 GiB of page faults per step without this, none with it, and (`docs/benchmarks.md`): through the
+0.3 to 8.5 GiB of page faults per step without this, none with it, and (`docs/benchmarks.md`): through the
 `Trainer` on the medium preset with 512-token windows 1.04x the tokens per second; in its plain loop with
 1024-token windows, where the attention tensors are largest, 2.32x. The price is that the process keeps its
 peak memory until it exits, which suits a training run.
