@@ -251,3 +251,15 @@ def run_isolated(tmp_path: Path) -> Callable[..., object]:
         )
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a shared 2-core machine, two threads make tiny-model decoding ~40x
+    slower. Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import app
 from gigapiano.generation import split_notes
@@ -28,12 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 FUR_ELISE = REPO / "examples" / "fur_elise.mid"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 FUR_ELISE = REPO / "examples" / "fur_elise.mid"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads make tiny-model decoding ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +72,11 @@ def test_greedy_sampling_is_deterministic(random_tiny_model):
 def test_parameters_are_checked_and_defaulted():
     params = handler.parse_parameters({"max_new_notes": 16, "top_p": 0.9, "seed": 3.0})
     assert params["max_new_notes"] == 16 and params["top_p"] == 0.9 and params["seed"] == 3
-    assert params["temperature"] == handler.DEFAULT_TEMPERATURE and params["num_variations"] == 1 and params["audio"] is True
+    assert (
+        params["temperature"] == handler.DEFAULT_TEMPERATURE
+        and params["num_variations"] == 1
+        and params["audio"] is True
+    )
     bad = [
         ({"max_new_notes": 0}, "'max_new_notes' must be in 1..1024"),
         ({"max_new_notes": handler.MAX_NEW_NOTES + 1}, "'max_new_notes' must be in"),

@@ -20,13 +20,7 @@ import handler
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM
 from tokenization import GigaPianoTokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
