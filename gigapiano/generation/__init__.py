@@ -23,6 +23,10 @@ from .. import lazy_exports
 #: `generate.py --help` needs) loads without torch or transformers.
 _EXPORTS = {
     "generate_continuation": "core",
+    "AntiCopy": "anti_copy",
+    "StyleBlend": "style_spec",
+    "StyleMixture": "style_mix",
+    "load_blend": "style_mix",
     "PIANO_PITCH_RANGE": "grammar",
     "SEP_ID": "grammar",
     "NoteFields": "grammar",
@@ -49,6 +53,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AntiCopy",
     "MODES",
     "PIANO_PITCH_RANGE",
     "SEP_ID",
@@ -59,8 +64,11 @@ __all__ = [
     "NoteSpec",
     "NoteStructureLogitsProcessor",
     "SamplingOptions",
+    "StyleBlend",
+    "StyleMixture",
     "generate_continuation",
     "is_well_formed",
+    "load_blend",
     "load_model_and_tokenizer",
     "load_prompt",
     "sample_notes",

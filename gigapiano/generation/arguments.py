@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .audio import SYNTHESIZER_CHOICES
 from .grammar import PIANO_PITCH_RANGE
 from .settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, KEEP_CHOICES, MODES, GenerationSettings
+from .style_spec import StyleBlend
 
 
 @dataclass
@@ -24,9 +25,19 @@ class GenerateArguments:
     style: str | None = field(
         default=None,
         metadata={
-            "help": "Shipped style model: baroque, romantic, rachmaninoff (models/gigapiano-<style>/), or "
-            "'all' for one piece per shipped style model from the same prompt and the same seed, so the "
-            "pieces differ only by the model (add --with_base for the base model too). Or use --model."
+            "help": "Shipped style model: baroque, romantic, rachmaninoff (models/gigapiano-<style>/); a "
+            "blend of styles such as baroque:0.5,romantic:0.5 (their next-note probabilities mixed; what the "
+            "weights leave to 1 goes to the base model); or 'all' for one piece per shipped style model from "
+            "the same prompt and the same seed, so the pieces differ only by the model (add --with_base for "
+            "the base model too). Or use --model."
+        },
+    )
+    style_strength: float = field(
+        default=1.0,
+        metadata={
+            "help": "How much of the style: 0 = the base model, 1 = the style model (default), in between "
+            "blends the two, above 1 (up to 2) pushes past the style model, away from the base. Scales every "
+            "weight of a blend; with --style all, each style. Needs --style."
         },
     )
     with_base: bool = field(
@@ -58,8 +69,10 @@ class GenerateArguments:
     mode: str = field(
         default="continue",
         metadata={
-            "help": "continue: extend the prompt; inpaint: new pitches on the prompt's timing; harmonize: "
-            "chord notes under the prompt's melody; progression: notes/chords at a fixed step.",
+            "help": "continue: extend the prompt; knn: extend it with upstream's anti-copy filter (each new "
+            "note is one of --knn_candidates samples that does not repeat a recent note); inpaint: new "
+            "pitches on the prompt's timing; harmonize: chord notes under the prompt's melody; progression: "
+            "notes/chords at a fixed step.",
             "choices": list(MODES),
         },
     )
@@ -114,6 +127,22 @@ class GenerateArguments:
     step_duration_ms: int | None = field(
         default=None,
         metadata={"help": "progression: duration of every note in ms, 32..4032 (None: the model chooses)."},
+    )
+    knn_candidates: int = field(
+        default=4,
+        metadata={"help": "knn mode: candidate notes sampled for each new note (upstream: 4)."},
+    )
+    knn_threshold: float = field(
+        default=0.1,
+        metadata={
+            "help": "knn mode: a candidate is kept only if its (dt, duration, pitch) lies at least this far, "
+            "in token units, from every remembered note (upstream: 0.1 = refuse exact repeats); when no "
+            "candidate does, the first is kept."
+        },
+    )
+    knn_memory_tokens: int = field(
+        default=256,
+        metadata={"help": "knn mode: how many recent tokens (4 per note) are remembered (upstream: 256)."},
     )
     min_pitch: int = field(
         default=PIANO_PITCH_RANGE[0],
@@ -189,6 +218,12 @@ class GenerateArguments:
             raise ValueError("Pass exactly one of --model <folder or Hub id> and --style <name>.")
         if self.with_base and self.style != "all":
             raise ValueError("--with_base only applies to --style all.")
+        if self.style is None and self.style_strength != 1.0:
+            raise ValueError(
+                "--style_strength needs --style (it blends the shipped base and style models); "
+                "with --model there is no base model to blend with."
+            )
+        self.style_blend()  # a bad blend or strength is named before anything loads
         if self.velocity != "simulated":
             if not self.velocity.isdigit() or not 1 <= int(self.velocity) <= 127:
                 raise ValueError(f"--velocity must be 1..127 or 'simulated', got {self.velocity!r}.")
@@ -201,6 +236,15 @@ class GenerateArguments:
             from .resolve import model_source
 
             model_source(self.model)  # a local path that does not exist fails now, not after a Hub lookup
+
+    def style_blend(self, style: str | None = None) -> StyleBlend | None:
+        """The blend of `style` (default `--style`; one style of `all` when given) at `--style_strength`;
+        None with `--model`."""
+        style = style or self.style
+        if style is None:
+            return None
+        # `all` is checked as one style: the strength applies to each shipped style in turn
+        return StyleBlend.parse("baroque" if style == "all" else style, self.style_strength)
 
     @property
     def velocity_value(self) -> int | str:
@@ -223,6 +267,9 @@ class GenerateArguments:
             step_duration_ms=self.step_duration_ms,
             min_pitch=self.min_pitch,
             max_pitch=self.max_pitch,
+            knn_candidates=self.knn_candidates,
+            knn_threshold=self.knn_threshold,
+            knn_memory_tokens=self.knn_memory_tokens,
         )
 
 

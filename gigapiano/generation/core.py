@@ -64,6 +64,7 @@ def generate_continuation(
         settings.seed,
         *settings.pitch_range,
     )
+    report: dict = {}
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
         new_ids, windows = sample_notes(
@@ -77,6 +78,8 @@ def generate_continuation(
             time_limit_steps=job.time_limit_steps,
             show_progress=show_progress,
             pitch_range=settings.pitch_range,
+            anti_copy=settings.anti_copy_options() if settings.mode == "knn" else None,
+            report=report,
         )
     pieces, given = [], []
     for row in new_ids.tolist():
@@ -88,7 +91,11 @@ def generate_continuation(
         pieces.append(piece)
         given.append(flags)
     prompt = normalize_prompt(list(prompt_ids or []))
-    return GenerationResult(pieces, given, prompt, settings, extra={"windows": windows})
+    extra = {"windows": windows, **report}
+    weights = getattr(model, "weights_by_name", None)  # a style blend (`StyleMixture`)
+    if weights is not None:
+        extra["model_weights"] = dict(weights)
+    return GenerationResult(pieces, given, prompt, settings, extra=extra)
 
 
 def _trim_to_span(

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
+from .anti_copy import AntiCopy
 from .cache import preallocated_cache
 from .cpu_linear import packed_linears
 from .grammar import PIANO_PITCH_RANGE, SEP_ID, next_phase, tokens_to_finish
@@ -123,6 +124,8 @@ def sample_notes(
     time_limit_steps: int | None = None,
     show_progress: bool = False,
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
+    anti_copy: AntiCopy | None = None,
+    report: dict | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Generate `num_notes` notes after `context` for `batch_size` rows, sliding past the context.
 
@@ -138,6 +141,9 @@ def sample_notes(
             16 ms steps.
         show_progress: show a tqdm bar counting notes.
         pitch_range: inclusive range of the pitches sampled outside `plan` (a plan carries its own).
+        anti_copy: sample `anti_copy.candidates` candidates of every note as extra rows of the batch and keep
+            one that does not repeat a remembered note (see `anti_copy.py`); free continuation only.
+        report: a dict to fill with run facts (`knn_notes`, `knn_fallbacks` with `anti_copy`).
 
     Returns:
         `(new_ids, windows)`: `(batch_size, T)` generated ids (ending on a pitch) and the number of
@@ -147,11 +153,18 @@ def sample_notes(
     keep = max(4, int(max_context * keep_fraction))
     device = model.device
     schedule = TokenSchedule.build(context, num_notes, plan)
+    if anti_copy is not None and plan is not None:
+        raise ValueError("Anti-copy (knn) sampling applies to free continuation only, not to a note plan.")
+    candidates = anti_copy.candidates if anti_copy is not None else 1
+    knn_notes = knn_fallbacks = 0
+    batch_size *= candidates  # candidate rows of one variation are consecutive
     sequence = torch.tensor([context] * batch_size, dtype=torch.long, device=device)
     first_new, start, cache, windows, done = len(context), 0, None, 0, 0
     elapsed = torch.zeros(batch_size, dtype=torch.long, device=device)  # dt steps generated so far
     progress = tqdm(total=num_notes, unit="note", desc="generating", disable=not show_progress, leave=False)
-    with packed_linears(model, batch_size * schedule.typical_step_width()), progress as bar:
+    # with anti-copy every call re-encodes the kept note and its separator: 4 tokens per row
+    width = 4 if anti_copy is not None else schedule.typical_step_width()
+    with packed_linears(model, batch_size * width), progress as bar:
         while done < len(schedule):
             # 1. known tokens: appended now, encoded together with the next sampled token
             forced = []
@@ -200,6 +213,14 @@ def sample_notes(
             )
             sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
             counted, done = done - len(forced), done + run
+            if anti_copy is not None and schedule.phases[done - 1] == 2:
+                rows, fallbacks = anti_copy.choose(sequence)
+                sequence = sequence[rows]
+                knn_notes += batch_size // candidates
+                knn_fallbacks += fallbacks
+                # the rows sampled different tokens in this call: forget them, they are re-encoded next call
+                for layer in cache.layers:
+                    layer.crop(window.shape[1] - layer.get_seq_length())
             bar.update(sum(phase == 2 for phase in schedule.phases[counted:done]))
             for index in range(counted, done):
                 if schedule.phases[index] == 0:
@@ -208,7 +229,9 @@ def sample_notes(
                 if bool((elapsed >= time_limit_steps).all()):
                     break
     logger.debug("sampled %d tokens in %d window(s)", sequence.shape[1] - first_new, windows)
-    return sequence[:, first_new:].cpu(), windows
+    if report is not None and anti_copy is not None:
+        report.update(knn_notes=knn_notes, knn_fallbacks=knn_fallbacks)
+    return sequence[::candidates, first_new:].cpu(), windows
 
 
 __all__ = ["SamplingOptions", "TokenSchedule", "sample_notes", "window_start"]

@@ -1,6 +1,7 @@
 """Turn a mode and a prompt into a generation job: the context the model starts from and a `NotePlan`.
 
-* `continue`: the prompt is the context; no plan (only the grammar is enforced).
+* `continue` (and `knn`, which filters the sampled notes): the prompt is the context; no plan (only the
+  grammar is enforced).
 * `progression`: the prompt is the context; every step has the fixed dt (and duration), optionally with
   chord notes (dt = 0, going down) under it.
 * `inpaint`: the context is a lone separator; note i keeps source note i's dt (and dur) and the model
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from .grammar import SEP_ID, NoteFields, next_phase, normalize_prompt, onset_steps, split_notes
 from .processors import NotePlan, NoteSpec
-from .settings import GenerationSettings
+from .settings import FREE_MODES, GenerationSettings
 
 
 @dataclass
@@ -97,7 +98,7 @@ def build_job(prompt_ids: list[int], settings: GenerationSettings) -> Generation
     prompt = normalize_prompt(prompt_ids)
     mode = settings.mode
     lowest, highest = settings.pitch_range
-    if mode == "continue":
+    if mode in FREE_MODES:
         return GenerationJob(
             context=prompt,
             num_notes=settings.note_budget(),

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 MIDI_SUFFIXES = (".mid", ".midi")
 _ROLL_LABELS = {
     "continue": ("prompt", "continuation"),
+    "knn": ("prompt", "continuation (anti-copy)"),
     "progression": ("prompt", "progression"),
     "inpaint": ("kept", "inpainted"),
     "harmonize": ("melody", "added chord notes"),
@@ -155,6 +156,8 @@ def provenance(
             "transformers": transformers.__version__,
         },
     }
+    if "knn_notes" in result.extra:  # anti-copy: how often no candidate was far enough
+        record["knn"] = {"notes": result.extra["knn_notes"], "fallbacks": result.extra["knn_fallbacks"]}
     if prompt_path is not None:
         record["prompt"] = {
             "path": str(prompt_path),
@@ -169,7 +172,7 @@ def _settings_as_run(result: GenerationResult) -> dict[str, Any]:
     """The settings with the defaults the run resolved filled in (a `None` note count becomes the number the
     run asked for), so the sidecar says what happened and replaying it does the same."""
     settings = result.settings.to_dict()
-    if result.settings.mode in ("continue", "progression") and result.settings.max_new_notes is None:
+    if result.settings.mode in ("continue", "knn", "progression") and result.settings.max_new_notes is None:
         if result.settings.seconds is None:  # with --seconds, None means "until the span is filled"
             settings["max_new_notes"] = result.settings.note_budget()
     if settings.get("chord_notes") is None and result.settings.mode in ("harmonize", "progression"):
@@ -179,7 +182,7 @@ def _settings_as_run(result: GenerationResult) -> dict[str, Any]:
 
 def marker_text(record: dict[str, Any]) -> str:
     """A one-line summary for the MIDI text/marker event (the JSON sidecar has the rest)."""
-    keys = ("model", "style", "mode", "seed", "temperature", "top_k", "top_p", "velocity")
+    keys = ("model", "style", "style_strength", "mode", "seed", "temperature", "top_k", "top_p", "velocity")
     fields = " ".join(f"{key}={record[key]}" for key in keys if record.get(key) is not None)
     return f"{record['generator']}: {fields} variation={record['variation']}/{record['num_variations']}"
 

@@ -21,7 +21,9 @@ from .outputs import (
 )
 from .pianoroll import save_pianoroll
 from .prompts import load_prompt
-from .resolve import load_model, load_tokenizer, resolve_styles
+from .resolve import ALL_STYLES, load_model, load_tokenizer, resolve_styles
+from .style_mix import BASE_STYLE, blend_members, load_blend
+from .style_spec import StyleBlend
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +37,10 @@ def run_generation(args: GenerateArguments) -> list[Path]:
     settings = args.to_settings().with_seed()  # one seed shared by every style
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.style:
-        targets = resolve_styles(args.style, args.models_dir, include_base=args.with_base)
-    else:
-        targets = [(None, args.model)]
+    targets = _targets(args)
     variations = settings.num_variations
     labels = []
-    for style, _ in targets:
+    for style, _, _ in targets:
         for index in range(variations):
             parts = ([style] if len(targets) > 1 else []) + ([str(index + 1)] if variations > 1 else [])
             labels.append("-".join(parts))
@@ -60,24 +59,31 @@ def run_generation(args: GenerateArguments) -> list[Path]:
 
     written: list[Path] = []
     panels = []
-    for target_index, (style, model_name) in enumerate(targets):
+    for target_index, (style, model_name, blend) in enumerate(targets):
         if len(targets) > 1:
             logger.info("Style %s (%d of %d, seed %d): %s", style, target_index + 1, len(targets),
                         settings.seed, model_name)  # fmt: skip
         tokenizer = load_tokenizer(model_name, trust_remote_code=args.trust_remote_code)
         # the prompt is read before the model is loaded, so a bad prompt fails fast
         prompt_ids = load_prompt(args.prompt, tokenizer, timing=args.timing)
-        model = load_model(model_name, device=args.device, trust_remote_code=args.trust_remote_code)
+        model_label = str(model_name)
+        if blend is not None:
+            model_label = " + ".join(str(member.source) for member in blend_members(blend, args.models_dir))
+            logger.info("Style blend %s: model weights %s", blend.describe(), blend.record()["model_weights"])
+            model = load_blend(blend, args.models_dir, device=args.device)
+        else:
+            model = load_model(model_name, device=args.device, trust_remote_code=args.trust_remote_code)
         result = generate_continuation(model, prompt_ids, settings, show_progress=args.progress)
         for variation in range(variations):
             group = files[target_index * variations + variation]
             record = provenance(
                 result,
                 variation,
-                model=str(model_name),
+                model=model_label,
                 style=style,
                 velocity=args.velocity_value,
                 prompt_path=args.prompt,
+                extra=blend.record() if blend is not None else None,
             )
             piece = result.pieces[variation]
             written.append(write_midi(tokenizer, piece, group.midi, args.velocity_value, marker_text(record)))
@@ -100,6 +106,28 @@ def run_generation(args: GenerateArguments) -> list[Path]:
     if comparison is not None:
         written.append(save_pianoroll(panels, comparison))
     return written
+
+
+def _targets(args: GenerateArguments) -> list[tuple[str | None, str | Path, StyleBlend | None]]:
+    """`(style label, folder the tokenizer comes from, blend or None)` per model to run. A blend is None
+    for a plain model: `--model`, one style at strength 1, or the base of `--style all --with_base`.
+
+    Raises:
+        ValueError / FileNotFoundError: an unknown or unshipped style (before any model loads).
+    """
+    if not args.style:
+        return [(None, args.model, None)]
+    if args.style == ALL_STYLES:
+        targets = []
+        for style, folder in resolve_styles(args.style, args.models_dir, include_base=args.with_base):
+            blend = None if style == BASE_STYLE else args.style_blend(style)
+            targets.append((style, folder, blend if blend is not None and blend.is_blend else None))
+        return targets
+    blend = args.style_blend()
+    members = blend_members(blend, args.models_dir)  # checks every style folder now
+    if not blend.is_blend:
+        return [(args.style, members[0].source, None)]
+    return [(blend.describe(), members[0].source, blend)]
 
 
 __all__ = ["run_generation"]

@@ -8,10 +8,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .anti_copy import AntiCopy
 from .grammar import DT_MS, DUR_MS, PIANO_PITCH_RANGE, SEP_ID, check_pitch_range, split_notes
 
-Mode = Literal["continue", "inpaint", "harmonize", "progression"]
-MODES: tuple[str, ...] = ("continue", "inpaint", "harmonize", "progression")
+Mode = Literal["continue", "knn", "inpaint", "harmonize", "progression"]
+MODES: tuple[str, ...] = ("continue", "knn", "inpaint", "harmonize", "progression")
+#: The modes that continue the prompt freely (`knn` is `continue` with the anti-copy filter).
+FREE_MODES: tuple[str, ...] = ("continue", "knn")
 KEEP_CHOICES: tuple[str, ...] = ("time", "time+dur")
 DEFAULT_MAX_NEW_NOTES = 256
 #: Default sampling, chosen on the styles' validation prompts by
@@ -29,6 +32,8 @@ DEFAULT_CHORD_NOTES = {"harmonize": 2, "progression": 0}
 MAX_NEW_NOTES = 16_384
 MAX_SECONDS = 600.0
 MAX_VARIATIONS = 16
+#: `knn` decodes num_variations x knn_candidates rows together.
+MAX_DECODING_ROWS = 64
 
 
 @dataclass
@@ -36,11 +41,14 @@ class GenerationSettings:
     """Everything that decides a generation; recorded next to every output so it can be reproduced.
 
     Args:
-        mode: `continue` the prompt; `inpaint` the prompt's pitches keeping its timing; `harmonize` the
+        mode: `continue` the prompt; `knn`: continue it with upstream's anti-copy filter (of
+            `knn_candidates` sampled notes keep one that does not repeat a note of the last
+            `knn_memory_tokens` tokens); `inpaint` the prompt's pitches keeping its timing; `harmonize` the
             prompt's melody with chord notes under each melody note; `progression`: notes (or chords) at
             a fixed step after the prompt.
-        max_new_notes: notes to generate (`continue`, `progression`); for `inpaint` / `harmonize` the
-            number of source notes to use (default: all). Default 256 for `continue` / `progression`.
+        max_new_notes: notes to generate (`continue`, `knn`, `progression`); for `inpaint` / `harmonize` the
+            number of source notes to use (default: all). Default 256 for `continue` / `knn` /
+            `progression`.
         seconds: alternative length: stop once the new notes' onsets span this many seconds (the source
             is cut to this span for `inpaint` / `harmonize`).
         temperature: divides the logits before sampling (1.0 = the model's distribution, lower = safer,
@@ -60,6 +68,10 @@ class GenerationSettings:
         min_pitch / max_pitch: inclusive range of the pitches the model may choose, as MIDI note numbers
             (default 21..108, A0..C8: the piano keyboard; the tokenizer allows 1..126). Pitches a mode keeps
             from the prompt (its notes, a harmonised melody) stay as given.
+        knn_candidates / knn_threshold / knn_memory_tokens: `knn` only: candidate notes per new note
+            (rows of the batch), the least (dt, duration, pitch) distance in token units from every
+            remembered note (0.1: refuse exact repeats), and how many recent tokens are remembered
+            (upstream's 4, 0.1 and 256).
     """
 
     mode: Mode = "continue"
@@ -77,6 +89,9 @@ class GenerationSettings:
     keep_fraction: float = 0.75
     min_pitch: int = PIANO_PITCH_RANGE[0]
     max_pitch: int = PIANO_PITCH_RANGE[1]
+    knn_candidates: int = 4
+    knn_threshold: float = 0.1
+    knn_memory_tokens: int = 256
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -104,12 +119,22 @@ class GenerationSettings:
         if not 0.25 <= self.keep_fraction <= 0.95:
             raise ValueError(f"keep_fraction must be in 0.25..0.95, got {self.keep_fraction}.")
         self.min_pitch, self.max_pitch = check_pitch_range(self.min_pitch, self.max_pitch)
+        anti_copy = self.anti_copy_options()  # validates the knn fields in every mode
+        if self.mode == "knn" and self.num_variations * anti_copy.candidates > MAX_DECODING_ROWS:
+            raise ValueError(
+                f"num_variations x knn_candidates is {self.num_variations * anti_copy.candidates}; at most "
+                f"{MAX_DECODING_ROWS} rows are decoded together."
+            )
         if self.mode == "progression" and self.resolved_chord_notes > self.max_pitch - self.min_pitch:
             raise ValueError(
                 f"A progression step with {self.resolved_chord_notes} chord note(s) needs "
                 f"{self.resolved_chord_notes + 1} distinct pitches; min_pitch..max_pitch "
                 f"{self.min_pitch}..{self.max_pitch} has {self.max_pitch - self.min_pitch + 1}."
             )
+
+    def anti_copy_options(self) -> AntiCopy:
+        """The `knn` filter these settings describe (validated)."""
+        return AntiCopy(self.knn_candidates, self.knn_threshold, self.knn_memory_tokens)
 
     @property
     def step_dt(self) -> int:
