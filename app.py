@@ -4,10 +4,12 @@
     python app.py --models_dir runs/published --port 7861
     python app.py --models baroque=my-user/gigapiano-baroque,romantic=my-user/gigapiano-romantic
 
-Upload a MIDI file (or pick an example), choose style, mode, temperature, length, seed and (under "More
-settings") the pitch range, and press Generate: the page shows the piano roll, plays the audio (when
-FluidSynth and a SoundFont are installed) and offers the MIDI file. Requests are queued and show their
-progress. Which models: `--models`
+Upload a MIDI file (or pick an example), choose style, style strength (0 = the base model, 1 = the style
+model, up to 2 exaggerates), optionally a second style to blend in, mode (`knn`: continuation that does not
+repeat recent notes), temperature, length, seed and (under "More settings") the pitch range, and press
+Generate: the page shows the piano roll, plays the audio (when FluidSynth and a SoundFont are installed)
+and offers the MIDI file. Requests are queued and show their progress. A strength other than 1 needs the
+base model (`gigapiano-base/` in the models folder, or `base=...` in `--models`). Which models: `--models`
 (or `$GIGAPIANO_MODELS`), else `--models_dir` (or `$GIGAPIANO_MODELS_DIR`), else `demo_models.json` next to
 this file (what `publish.py space` writes into a Space), else the project's `models/`. On Hugging Face
 Spaces this file is the app (`app_file: app.py`); the logic lives in `gigapiano.hub.demo`.
@@ -24,12 +26,15 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a demo server
 
+from gigapiano.generation.settings import GenerationSettings  # noqa: E402
 from gigapiano.hub.demo import (  # noqa: E402 - after the environment default above
+    BASE_STYLE,
     DEFAULT_EXAMPLES_DIR,
     DEFAULT_MODELS_DIR,
     DEFAULT_TEMPERATURE,
     DEMO_MODES,
     MAX_NEW_NOTES,
+    MAX_STYLE_STRENGTH,
     MAX_UPLOAD_BYTES,
     PIANO_PITCH_RANGE,
     DemoInputError,
@@ -42,10 +47,16 @@ from gigapiano.hub.demo import (  # noqa: E402 - after the environment default a
 logger = logging.getLogger("app")
 HERE = Path(__file__).resolve().parent
 NO_EXAMPLE = "(none: use the upload, or improvise)"
+NO_BLEND = "(none)"
+KNN = GenerationSettings(mode="knn")  # the demo's knn mode runs upstream's defaults
 MODE_HELP = (
-    "continue: extend the prompt · inpaint: new pitches on the prompt's rhythm · harmonize: chord notes "
-    "under the prompt's melody · progression: notes at a steady pulse after the prompt"
+    "continue: extend the prompt · knn: extend it without copying itself (each new note is the first of "
+    f"{KNN.knn_candidates} samples that repeats none of the last {KNN.knn_memory_tokens // 4} notes: "
+    "upstream's anti-copy) · inpaint: new pitches on the prompt's rhythm · harmonize: chord notes under the "
+    "prompt's melody · progression: notes at a steady pulse after the prompt"
 )
+STRENGTH_HELP = "0 = the base model, 1 = the style model, above 1 exaggerates the style"
+BLEND_HELP = "Mix a second style's next-note probabilities into the first's"
 
 
 def resolve_catalog(models: str | None, models_dir: str | None) -> ModelCatalog:
@@ -87,6 +98,9 @@ def build_demo(
         upload,
         example,
         style,
+        strength,
+        blend_with,
+        blend_share,
         mode,
         temperature,
         length,
@@ -99,7 +113,10 @@ def build_demo(
             prompt = read_upload(upload)
             if prompt is None and example in examples:
                 prompt = examples[example].read_bytes()
-            progress(0, desc=f"loading the {style} model")
+            blend_with = None if blend_with in (None, "", NO_BLEND) else blend_with
+            progress(
+                0, desc=f"loading the {style} model" + (f" and the {blend_with} model" if blend_with else "")
+            )
             result = run_demo_generation(
                 catalog,
                 style,
@@ -110,6 +127,9 @@ def build_demo(
                 seed=None if seed is None or seed < 0 else seed,
                 min_pitch=min_pitch,
                 max_pitch=max_pitch,
+                style_strength=strength,
+                blend_with=blend_with,
+                blend_share=blend_share,
                 soundfont=soundfont,
                 show_progress=True,
             )
@@ -125,7 +145,9 @@ def build_demo(
     with gr.Blocks(title="GIGA-Piano", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# GIGA-Piano\nA piano-music language model that continues MIDI in the style of a composer. "
-            "Upload the opening of a piece (or pick an example), choose a style and press **Generate**."
+            "Upload the opening of a piece (or pick an example), choose a style and press **Generate**. "
+            "Turn the style strength down towards the base model or up past the style, or blend in a "
+            "second style."
         )
         with gr.Row():
             with gr.Column():
@@ -139,6 +161,35 @@ def build_demo(
                     [NO_EXAMPLE, *examples], value=NO_EXAMPLE, label="…or an example prompt"
                 )
                 style = gr.Dropdown(catalog.styles, value=catalog.styles[0], label="Style")
+                has_base = BASE_STYLE in catalog.sources
+                strength = gr.Slider(
+                    0.0,
+                    MAX_STYLE_STRENGTH,
+                    value=1.0,
+                    step=0.1,
+                    label="Style strength",
+                    info=STRENGTH_HELP
+                    + ("" if has_base else " (needs the base model, which this demo lacks)"),
+                    elem_id="style-strength",
+                )
+                blend_styles = [name for name in catalog.styles if name != BASE_STYLE]
+                with gr.Row(visible=len(blend_styles) > 1):
+                    blend_with = gr.Dropdown(
+                        [NO_BLEND, *blend_styles],
+                        value=NO_BLEND,
+                        label="Blend with",
+                        info=BLEND_HELP,
+                        elem_id="blend-with",
+                    )
+                    blend_share = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=0.5,
+                        step=0.05,
+                        label="Share of the second style",
+                        info="0 = only the first style, 1 = only the second",
+                        elem_id="blend-share",
+                    )
                 mode = gr.Radio(list(DEMO_MODES), value="continue", label="Mode", info=MODE_HELP)
                 temperature = gr.Slider(
                     0.0,
@@ -172,9 +223,12 @@ def build_demo(
                 roll = gr.Image(label="Piano roll", type="filepath", interactive=False, elem_id="pianoroll")
                 audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="audio")
                 midi = gr.File(label="Download MIDI", interactive=False, elem_id="midi-download")
+        # in the order of generate's parameters
+        inputs = [upload, example, style, strength, blend_with, blend_share, mode, temperature, length, seed,
+                  min_pitch, max_pitch]  # fmt: skip
         button.click(
             generate,
-            inputs=[upload, example, style, mode, temperature, length, seed, min_pitch, max_pitch],
+            inputs=inputs,
             outputs=[roll, audio, midi, summary],
             concurrency_limit=1,
         )

@@ -79,9 +79,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(published_tiny_repo, tmp_path_factory):
-    """`python app.py` serving the tiny published model as style "baroque" on 127.0.0.1 (one CPU thread)."""
+    """`python app.py` serving the tiny published model as style "baroque" and as the base model (so the
+    style strength slider has a base to weigh against) on 127.0.0.1 (one CPU thread)."""
     models = tmp_path_factory.mktemp("app-models")
     shutil.copytree(published_tiny_repo, models / "gigapiano-baroque")
+    shutil.copytree(published_tiny_repo, models / "gigapiano-base")
     scratch = tmp_path_factory.mktemp("app-tmp")
     port = free_port()
     env = {
@@ -125,14 +127,34 @@ def app_url(published_tiny_repo, tmp_path_factory):
         log.close()
 
 
-@pytest.mark.slow
-def test_upload_generate_see_the_piano_roll_and_download_the_midi(browser, app_url, tmp_path):
-    from playwright.sync_api import expect
-
+def open_page(browser, app_url: str):
+    """A new tab on the demo and the list its page errors (uncaught JavaScript exceptions) go to."""
     page = browser.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     page.goto(app_url, wait_until="domcontentloaded")
+    return page, page_errors
+
+
+def download_midi(page, folder: Path) -> Path:
+    """Click the offered MIDI's download link and save the file in `folder`."""
+    from playwright.sync_api import expect
+
+    link = page.locator("#midi-download a[download]").first
+    expect(link).to_be_visible()
+    assert link.get_attribute("download").endswith(".mid")
+    with page.expect_download() as download_info:
+        link.click()
+    saved = folder / download_info.value.suggested_filename
+    download_info.value.save_as(saved)
+    return saved
+
+
+@pytest.mark.slow
+def test_upload_generate_see_the_piano_roll_and_download_the_midi(browser, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    page, page_errors = open_page(browser, app_url)
 
     page.locator("#prompt-upload input[type=file]").set_input_files(str(FUR_ELISE))
     # Gradio renders a file's stem and extension in separate elements: match across the gap.
@@ -147,13 +169,7 @@ def test_upload_generate_see_the_piano_roll_and_download_the_midi(browser, app_u
     expect(page.locator("#summary")).to_contain_text("on a 53-note prompt")  # the upload was used
 
     # The MIDI is offered for download, and what downloads is a valid continuation of the upload.
-    link = page.locator("#midi-download a[download]").first
-    expect(link).to_be_visible()
-    assert link.get_attribute("download").endswith(".mid")
-    with page.expect_download() as download_info:
-        link.click()
-    saved = tmp_path / download_info.value.suggested_filename
-    download_info.value.save_as(saved)
+    saved = download_midi(page, tmp_path)
     tokenizer = GigaPianoTokenizer()
     prompt = split_notes(tokenizer.encode_midi(FUR_ELISE))
     notes = split_notes(tokenizer.encode_midi(saved))
@@ -176,4 +192,36 @@ def test_a_non_midi_upload_shows_an_error_and_no_result(browser, app_url, tmp_pa
     page.locator("#generate").click()
     expect(page.get_by_text("not a MIDI file").first).to_be_visible(timeout=60_000)
     expect(page.locator("#pianoroll img")).to_have_count(0)
+    page.close()
+
+
+@pytest.mark.slow
+def test_the_style_strength_slider_and_knn_mode_reach_the_result_and_the_midi(browser, app_url, tmp_path):
+    import symusic
+    from playwright.sync_api import expect
+
+    page, page_errors = open_page(browser, app_url)
+
+    slider = page.locator("#style-strength")
+    expect(slider).to_contain_text("0 = the base model, 1 = the style model, above 1 exaggerates")
+    expect(slider.locator("input[type=range]")).to_have_value("1")  # the style model by default
+    number = slider.locator("input[type=number]")
+    number.fill("1.5")
+    number.press("Enter")
+    expect(slider.locator("input[type=range]")).to_have_value("1.5")
+    page.get_by_label("knn").check()
+    page.locator("#generate").click()  # no upload, no example: improvised
+
+    summary = page.locator("#summary")
+    expect(summary).to_contain_text("Style strength 1.5", timeout=GENERATION_TIMEOUT_MS)
+    expect(summary).to_contain_text("model weights: base -0.5, baroque 1.5")
+    expect(summary).to_contain_text("Anti-copy")
+    expect(summary).to_contain_text("improvised without a prompt")
+
+    saved = download_midi(page, tmp_path)
+    assert saved.name.startswith("gigapiano-baroque-strength1.5-knn-seed")
+    marker = " ".join(m.text for m in symusic.Score(str(saved)).markers)
+    assert "style=baroque@1.5 style_strength=1.5 mode=knn" in marker
+    assert len(split_notes(GigaPianoTokenizer().encode_midi(saved))) == 128
+    assert not page_errors, page_errors
     page.close()
