@@ -143,17 +143,19 @@ def blend_members(blend: StyleBlend, models_dir: str | Path | None = None) -> li
     Raises:
         ValueError / FileNotFoundError: an unknown or unshipped style (see `resolve_styles`).
     """
-    from .resolve import resolve_styles
+    from .resolve import resolve_styles, style_model_dir
 
     members = []
-    base_weight = blend.base_weight
-    if not math.isclose(base_weight, 0.0, abs_tol=1e-12):
-        ((_, folder),) = resolve_styles(BASE_STYLE, models_dir)
-        members.append(BlendMember(BASE_STYLE, folder, base_weight))
-    for name, weight in blend.effective_weights.items():
-        if not math.isclose(weight, 0.0, abs_tol=1e-12):
+    for name, weight in blend.members():
+        if name == BASE_STYLE:
+            folder = style_model_dir(BASE_STYLE, models_dir)
+            if not folder.is_dir():
+                raise FileNotFoundError(
+                    f"The style blend {blend.describe()} needs the base model, and {folder} does not exist."
+                )
+        else:
             ((_, folder),) = resolve_styles(name, models_dir)
-            members.append(BlendMember(name, folder, weight))
+        members.append(BlendMember(name, folder, weight))
     return members
 
 

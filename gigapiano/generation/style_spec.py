@@ -99,6 +99,12 @@ class StyleBlend:
         """What the styles leave to the base model: 1 - the sum of the effective weights (negative past 1)."""
         return 1.0 - sum(self.effective_weights.values())
 
+    def members(self) -> list[tuple[str, float]]:
+        """`(model name, weight)` of every model the blend runs, the base model (`base`) first; models of
+        weight 0 are left out (strength 0 runs the base alone, one style at strength 1 that style alone)."""
+        weights = {"base": self.base_weight, **self.effective_weights}
+        return [(name, w) for name, w in weights.items() if not math.isclose(w, 0.0, abs_tol=1e-12)]
+
     def describe(self) -> str:
         """`baroque:0.5,romantic:0.5` (weights as given, `:1` left out), with `@strength` unless it is 1."""
         text = ",".join(name if weight == 1.0 else f"{name}:{weight:g}" for name, weight in self.weights)

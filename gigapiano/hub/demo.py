@@ -272,15 +272,6 @@ def demo_style_blend(
     return blend
 
 
-def _blend_members(blend: StyleBlend) -> list[tuple[str, float]]:
-    """`(model name, weight)` of every model the blend runs (weight 0 left out), the base model first, as
-    `gigapiano.generation.style_mix.blend_members` orders them for the command line."""
-    weights = {BASE_STYLE: blend.base_weight, **blend.effective_weights}
-    return [
-        (name, weight) for name, weight in weights.items() if not math.isclose(weight, 0.0, abs_tol=1e-12)
-    ]
-
-
 def load_demo_model(catalog: ModelCatalog, style: str, blend: StyleBlend | None) -> tuple[Any, Any, str]:
     """`(model, tokenizer, model label)` for a request: the style's own model, or, for a blend, the plain
     model that carries all the weight (strength 0: the base) or a `StyleMixture` of the catalog's models
@@ -288,7 +279,7 @@ def load_demo_model(catalog: ModelCatalog, style: str, blend: StyleBlend | None)
     if blend is None:
         model, tokenizer = catalog.load(style)
         return model, tokenizer, catalog.sources[style]
-    members = _blend_members(blend)
+    members = blend.members()
     pairs = [catalog.load(name) for name, _ in members]
     label = " + ".join(catalog.sources[name] for name, _ in members)
     if len(members) == 1 and math.isclose(members[0][1], 1.0):
