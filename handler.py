@@ -24,8 +24,9 @@ Response (JSON):
 Limits (see docs/limits.md), all checked before any model work: the prompt file is at most
 `MAX_MIDI_BYTES` (the raw request text is measured before it is even split); `max_new_notes` x
 `num_variations` is at most `MAX_TOTAL_NEW_NOTES`; generation stops at whole notes once it has run
-`MAX_GENERATION_SECONDS` (the response then says `"stopped": "time limit"` and counts the notes made); the
-WAV of each output covers at most its first `MAX_AUDIO_SECONDS`.
+`MAX_GENERATION_SECONDS` or used `MAX_GENERATION_CPU_SECONDS` of CPU time (the response then says
+`"stopped": "time limit ..."` or `"stopped": "CPU time limit ..."` and counts the notes made); the WAV of
+each output covers at most its first `MAX_AUDIO_SECONDS`.
 
 The model and tokenizer load with the project's own classes when `gigapiano` is installed; on an endpoint
 (where it is not) they load from the code shipped in this same repo, which is the code being deployed.
@@ -58,6 +59,8 @@ from transformers import (
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,9 @@ MAX_VARIATIONS = 4
 MAX_TOTAL_NEW_NOTES = 1024
 #: Wall-clock budget of the sampling loop; past it the request returns the whole notes made so far.
 MAX_GENERATION_SECONDS = 120.0
+#: CPU budget of the sampling loop (`time.process_time`: all threads of the process), checked at every
+#: token like the wall-clock budget: many CPU threads can burn far more CPU seconds than wall seconds.
+MAX_GENERATION_CPU_SECONDS = 240.0
 #: Seconds of audio rendered per output at most (a WAV holds 4 * SAMPLE_RATE bytes per second).
 MAX_AUDIO_SECONDS = 300.0
 #: Largest raw `inputs` text read at all: the base64 of MAX_MIDI_BYTES plus line breaks and a data: prefix.
@@ -144,6 +150,17 @@ class NoteGrammarLogitsProcessor(LogitsProcessor):
         vocab = torch.arange(scores.shape[-1], device=input_ids.device)
         illegal = (vocab[None, :] < low[:, None]) | (vocab[None, :] > high[:, None])
         return scores.masked_fill(illegal, float("-inf"))
+
+
+class CpuTimeCriteria(StoppingCriteria):
+    """Stops `generate()` once the process CPU time (`time.process_time()`) reaches `stop_at`."""
+
+    def __init__(self, stop_at: float) -> None:
+        self.stop_at = stop_at
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        spent = time.process_time() >= self.stop_at
+        return torch.full((input_ids.shape[0],), spent, dtype=torch.bool, device=input_ids.device)
 
 
 def parse_parameters(raw: Any) -> dict[str, Any]:
@@ -266,12 +283,16 @@ def sample_continuation(
     top_p: float = DEFAULT_TOP_P,
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
     time_limit_s: float | None = None,
+    cpu_limit_s: float | None = None,
 ) -> list[list[int]]:
     """`num_notes` well-formed notes after `context` (which starts on a separator), for each of
     `batch_size` rows, with pitches in `pitch_range`; the window slides to its last `KEEP_FRACTION` when
-    the context is full. With `time_limit_s`, sampling stops once that many seconds have passed and the
-    rows are cut to their last complete note (possibly fewer than `num_notes`, possibly none)."""
+    the context is full. With `time_limit_s` (wall-clock seconds) or `cpu_limit_s` (CPU seconds of the
+    process), sampling stops once that budget is spent and the rows are cut to their last complete note
+    (possibly fewer than `num_notes`, possibly none)."""
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+    cpu_deadline = None if cpu_limit_s is None else time.process_time() + cpu_limit_s
+    stopping = StoppingCriteriaList([CpuTimeCriteria(cpu_deadline)] if cpu_deadline is not None else [])
     max_context = int(model.config.max_position_embeddings)
     keep = max(4, int(max_context * KEEP_FRACTION))
     device = model.device
@@ -302,9 +323,13 @@ def sample_continuation(
             attention_mask=torch.ones_like(window),  # the separator is also the pad id: never infer a mask
             generation_config=config,
             logits_processor=LogitsProcessorList([NoteGrammarLogitsProcessor(pitch_range)]),
+            stopping_criteria=stopping,
         )
         sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
-        if deadline is not None and time.monotonic() >= deadline and sequence.shape[1] < target:
+        spent = (deadline is not None and time.monotonic() >= deadline) or (
+            cpu_deadline is not None and time.process_time() >= cpu_deadline
+        )
+        if spent and sequence.shape[1] < target:
             whole = sequence.shape[1] - sequence.shape[1] % 4  # the piece starts on a separator
             return sequence[:, len(context) : max(whole, len(context))].tolist()
     return sequence[:, len(context) :].tolist()
@@ -394,11 +419,18 @@ class EndpointHandler:
     Args:
         path: the model repo folder (Inference Endpoints passes its local copy).
         time_limit_s: wall-clock budget of one request's sampling (default `MAX_GENERATION_SECONDS`).
+        cpu_limit_s: CPU-time budget of one request's sampling (None: `MAX_GENERATION_CPU_SECONDS`).
     """
 
-    def __init__(self, path: str = "", time_limit_s: float = MAX_GENERATION_SECONDS) -> None:
+    #: None: `MAX_GENERATION_CPU_SECONDS` as it is when a request comes.
+    cpu_limit_s: float | None = None
+
+    def __init__(
+        self, path: str = "", time_limit_s: float = MAX_GENERATION_SECONDS, cpu_limit_s: float | None = None
+    ) -> None:
         self.path = Path(path or ".")
         self.time_limit_s = time_limit_s
+        self.cpu_limit_s = cpu_limit_s
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # Weights may be stored in fp16 to stay small: keep them on a GPU, decode in float32 on a CPU.
         dtype = "auto" if device == "cuda" else torch.float32
@@ -437,6 +469,8 @@ class EndpointHandler:
         context = prompt or [SEP_ID]
         prompt_notes = len(context) // 4
         devices = [self.model.device] if self.model.device.type == "cuda" else []
+        cpu_limit_s = MAX_GENERATION_CPU_SECONDS if self.cpu_limit_s is None else self.cpu_limit_s
+        cpu_started = time.process_time()
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             new = sample_continuation(
@@ -449,7 +483,9 @@ class EndpointHandler:
                 top_p=params["top_p"],
                 pitch_range=(params["min_pitch"], params["max_pitch"]),
                 time_limit_s=self.time_limit_s,
+                cpu_limit_s=cpu_limit_s,
             )
+        cpu_used = time.process_time() - cpu_started
         made = (len(context) + len(new[0])) // 4 - prompt_notes
         audio = "not requested"
         if params["audio"]:
@@ -464,7 +500,10 @@ class EndpointHandler:
                 audio = audio_state
         response = {"outputs": outputs, "seed": seed, "parameters": params, "audio": audio}
         wanted = params["max_new_notes"]
-        if made < wanted:
+        if made < wanted and cpu_used >= cpu_limit_s:
+            logger.warning("CPU time limit: %d of %d notes in %.1f CPU s.", made, wanted, cpu_used)
+            response["stopped"] = f"CPU time limit ({cpu_limit_s:g} s): {made} of {wanted} notes"
+        elif made < wanted:
             logger.warning("Time limit: %d of %d notes in %g s.", made, wanted, self.time_limit_s)
             response["stopped"] = f"time limit ({self.time_limit_s:g} s): {made} of {wanted} notes"
         return response

@@ -1,7 +1,8 @@
 """`handler.py` under hostile requests: every cap is checked before work, and each answer is bounded.
 
 Small-scale versions of the fault-injection findings: a whitespace flood, inf/NaN numbers, too much decoding
-work per request, a prompt whose audio would last for hours, and a request that outlives its time budget.
+work per request, a prompt whose audio would last for hours, and a request that outlives its time budget or
+its CPU-time budget.
 """
 
 from __future__ import annotations
@@ -91,11 +92,40 @@ def test_a_request_past_its_time_budget_returns_whole_notes(endpoint):
         assert len(ids) == 4 * made  # every returned note is whole
 
 
-def test_sampling_with_an_exhausted_budget_returns_complete_notes_only(endpoint):
+@pytest.mark.parametrize("budget", ["time_limit_s", "cpu_limit_s"])
+def test_sampling_with_an_exhausted_budget_returns_complete_notes_only(endpoint, budget):
     for context in ([127], [127, 3, 4, 60]):
-        rows = handler.sample_continuation(endpoint.model, context, 500, batch_size=2, time_limit_s=0.05)
+        rows = handler.sample_continuation(endpoint.model, context, 500, batch_size=2, **{budget: 0.05})
         for row in rows:
             assert (not row or (len(context) + len(row)) % 4 == 0) and len(row) < 2000
+
+
+def test_a_request_past_its_cpu_budget_returns_whole_notes(endpoint, monkeypatch):
+    """The wall-clock budget (120 s) is far away; the CPU-time cap, made small here, stops the request."""
+    assert endpoint.cpu_limit_s is None  # the endpoint follows the module constant
+    monkeypatch.setattr(handler, "MAX_GENERATION_CPU_SECONDS", 0.5)
+    started = time.process_time()
+    response = endpoint({"parameters": {"max_new_notes": 1024, "audio": False, "seed": 1}})
+    used = time.process_time() - started
+    made = response["outputs"][0]["new_notes"]
+    assert made < 1024 and response["stopped"] == f"CPU time limit (0.5 s): {made} of 1024 notes"
+    assert used >= 0.5  # it ran until the cap, not past a shorter wall-clock limit
+    if made:
+        ids = GigaPianoTokenizer().encode_midi(base64.b64decode(response["outputs"][0]["midi"]))
+        assert len(ids) == 4 * made  # every returned note is whole
+    # the same request with a budget it does not reach is not stopped
+    monkeypatch.setattr(handler, "MAX_GENERATION_CPU_SECONDS", 600.0)
+    full = endpoint({"parameters": {"max_new_notes": 8, "audio": False, "seed": 1}})
+    assert "stopped" not in full and full["outputs"][0]["new_notes"] == 8
+
+
+def test_the_cpu_budget_is_a_constructor_argument_and_a_documented_constant():
+    import inspect
+
+    signature = inspect.signature(handler.EndpointHandler.__init__)
+    assert signature.parameters["cpu_limit_s"].default is None
+    limits = (Path(__file__).resolve().parents[1] / "docs" / "limits.md").read_text()
+    assert f"{handler.MAX_GENERATION_CPU_SECONDS:g} s of CPU (`MAX_GENERATION_CPU_SECONDS`" in limits
 
 
 def test_the_audio_of_an_hours_long_prompt_is_cut_to_the_cap(endpoint, tmp_path):

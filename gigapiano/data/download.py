@@ -5,7 +5,8 @@ The MIDI-only archive of MAESTRO v3.0.0 (about 56 MB) is fetched with HTTP ``Ran
 connection, and across calls). The finished archive is checked against the size and SHA-256 published
 for it before it is used, then extracted under ``$HF_HOME/gigapiano/``.
 
-Bounds: the transfer never reads past the expected size (a server that sends more is cut off there), a
+Bounds: the transfer never reads past the expected size (a server that sends more is cut off there; a
+download of unknown size stops at ``max_size``, ``MAX_DOWNLOAD_BYTES`` by default, and is refused past it), a
 read that waits longer than ``timeout`` seconds counts as a dropped connection (the bytes already received
 stay in the ``.part`` file and the next attempt resumes after them), and the whole download ends after
 ``deadline`` seconds however slowly the bytes trickle in (``--download_timeout`` / ``--download_deadline``).
@@ -43,6 +44,10 @@ MAESTRO_MIDI_URL = (
 MAESTRO_MIDI_SIZE = 58_416_533
 MAESTRO_MIDI_SHA256 = "70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c"
 
+#: Largest download of unknown size (no ``expected_size``, e.g. another ``url``): about 9 times the MIDI
+#: archive. A body that goes past it, announced or not (no Content-Length, chunked), is refused.
+MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+
 #: Environment variable overriding the cache root (default ``$HF_HOME/gigapiano``).
 CACHE_ENV = "GIGAPIANO_CACHE"
 
@@ -52,6 +57,10 @@ _RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
 
 class DownloadVerificationError(ValueError):
     """Raised when a downloaded file does not have the expected size or checksum."""
+
+
+class DownloadTooLargeError(DownloadVerificationError):
+    """Raised when a download of unknown size is larger than its cap (the partial file is removed)."""
 
 
 class DownloadDeadlineError(OSError):
@@ -101,10 +110,13 @@ def _transfer(
     timeout: float,
     show_progress: bool,
     deadline: float | None = None,
+    max_size: int | None = None,
 ) -> None:
     """One HTTP request appending to ``part`` from its current size, up to ``expected_size`` at most; raises
-    on a dropped or stalled connection, and :class:`DownloadDeadlineError` past ``deadline`` (monotonic)."""
+    on a dropped or stalled connection, :class:`DownloadDeadlineError` past ``deadline`` (monotonic), and
+    :class:`DownloadTooLargeError` when a download of unknown size goes past ``max_size`` bytes."""
     offset = part.stat().st_size if part.exists() else 0
+    cap = max_size if expected_size is None else None
     request = urllib.request.Request(url, headers={"User-Agent": "gigapiano-data"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -116,7 +128,7 @@ def _transfer(
         if error.code == 416:
             logger.warning("Server refused to resume %s at byte %d; starting over.", url, offset)
             part.unlink()
-            return _transfer(url, part, expected_size, chunk_size, timeout, show_progress, deadline)
+            return _transfer(url, part, expected_size, chunk_size, timeout, show_progress, deadline, max_size)
         raise
     with response:
         if offset and response.status != 206:
@@ -129,6 +141,12 @@ def _transfer(
             raise DownloadVerificationError(
                 f"{part.name} from {url} has {total} bytes, expected {expected_size}; nothing was kept. "
                 "Check the URL."
+            )
+        if cap is not None and total is not None and total > cap:  # announced too large: refused unread
+            part.unlink(missing_ok=True)
+            raise DownloadTooLargeError(
+                f"{url} announces {total} bytes, more than the {cap}-byte limit of a download of unknown "
+                "size; nothing was kept. Check the URL, or pass the expected size."
             )
         mode = "ab" if offset else "wb"
         with (
@@ -143,16 +161,21 @@ def _transfer(
                 disable=not show_progress,
             ) as bar,
         ):
-            received = 0
+            received, too_large = 0, False
             while True:
                 wanted = chunk_size
                 if expected_size is not None:
                     wanted = min(chunk_size, expected_size - offset - received)
                     if wanted <= 0:  # never past the known size, whatever the server sends
                         return
+                elif cap is not None:  # one byte past the cap tells a larger body from one of exactly the cap
+                    wanted = min(chunk_size, cap - offset - received + 1)
                 # read1 returns what has arrived: a stall loses nothing already received
                 block = response.read1(wanted)
                 if not block:
+                    break
+                if cap is not None and offset + received + len(block) > cap:
+                    too_large = True  # nothing past the cap is written
                     break
                 handle.write(block)
                 received += len(block)
@@ -163,8 +186,17 @@ def _transfer(
                         f"Download of {url} passed its deadline with {offset + received} bytes in {part}; "
                         "run again to resume, or raise --download_deadline."
                     )
+        if too_large:
+            part.unlink()
+            raise DownloadTooLargeError(
+                f"{url} sent more than the {cap}-byte limit of a download of unknown size (no size was "
+                f"announced); the partial file {part.name} was removed. Check the URL, or pass the expected "
+                "size."
+            )
         if length is not None and received < int(length):
             raise ConnectionError(f"connection closed after {received} of {length} bytes")
+        if expected_size is not None and offset + received < expected_size:  # a body without a length, cut
+            raise ConnectionError(f"connection closed at {offset + received} of {expected_size} bytes")
 
 
 def download_file(
@@ -179,6 +211,7 @@ def download_file(
     retry_wait: float = 1.0,
     show_progress: bool = True,
     deadline: float | None = 3600.0,
+    max_size: int | None = MAX_DOWNLOAD_BYTES,
 ) -> Path:
     """Downloads ``url`` to ``destination``, resuming partial transfers and verifying the result.
 
@@ -198,12 +231,15 @@ def download_file(
         retry_wait: Seconds to wait before the first retry (doubles each retry).
         show_progress: Whether to show a tqdm progress bar.
         deadline: Seconds the whole download may take, retries included (``None``: no limit).
+        max_size: Most bytes a download of unknown size (no ``expected_size``) may have (``None``: no
+            limit); a larger one is refused, announced or not.
 
     Returns:
         The verified file path.
 
     Raises:
         DownloadVerificationError: Size or checksum mismatch (the bad file is deleted).
+        DownloadTooLargeError: A download of unknown size is larger than ``max_size`` (nothing is kept).
         ConnectionError: Still incomplete after ``max_retries`` resumes (the partial file is kept).
         DownloadDeadlineError: Still incomplete after ``deadline`` seconds (the partial file is kept).
     """
@@ -222,7 +258,8 @@ def download_file(
             except DownloadVerificationError as error:
                 logger.warning("Cached %s failed verification (%s); downloading again.", destination, error)
                 destination.unlink()
-        if part.exists() and expected_size is not None and part.stat().st_size > expected_size:
+        limit = expected_size if expected_size is not None else max_size
+        if part.exists() and limit is not None and part.stat().st_size > limit:
             part.unlink()
         attempt = 0
         while True:
@@ -230,7 +267,7 @@ def download_file(
             if done:
                 break
             try:
-                _transfer(url, part, expected_size, chunk_size, timeout, show_progress, ends)
+                _transfer(url, part, expected_size, chunk_size, timeout, show_progress, ends, max_size)
                 break
             except _RETRYABLE as error:
                 if isinstance(error, urllib.error.HTTPError) and error.code < 500:

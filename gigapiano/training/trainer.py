@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 import transformers
 from datasets import DatasetDict, concatenate_datasets
 from peft import PeftModel
-from transformers import Trainer, TrainerCallback, default_data_collator, set_seed
+from transformers import Trainer, TrainerCallback, TrainerState, default_data_collator, set_seed
 
 from tokenization import GigaPianoTokenizer
 
@@ -109,23 +110,69 @@ def default_output_dir(model_args: GigaPianoModelArguments, data_args: GigaPiano
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+#: Files `torch.save` writes into a checkpoint (optimizer, scheduler, RNG states, training arguments): zip
+#: archives, whose central directory comes last, so a file cut short is not a zip file.
+TORCH_SAVE_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether a `.safetensors` file holds all the bytes its header names (a kill mid-write leaves fewer)."""
+    try:
+        with path.open("rb") as handle:
+            header_length = int.from_bytes(handle.read(8), "little")
+            size = path.stat().st_size
+            if not 2 <= header_length <= size - 8:
+                return False
+            header = json.loads(handle.read(header_length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return False
+    return size == 8 + header_length + max(ends, default=0)
+
+
+def weights_complete(folder: Path) -> bool:
+    """Whether `folder` holds complete weights: a whole `.safetensors` file, or every shard of an index."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return False
+        return bool(shards) and all(safetensors_complete(folder / shard) for shard in shards)
+    return any(safetensors_complete(folder / name) for name in WEIGHT_FILES if (folder / name).is_file())
 
 
 def checkpoint_step(checkpoint: Path) -> int | None:
     """The step of a complete checkpoint folder, or None when it is incomplete.
 
-    `Trainer` writes `trainer_state.json` last, so a kill or a full disk during a save leaves a folder
-    without it (or with it cut short); the weights must be there and the state must name the folder's step.
+    `Trainer` writes the weights, then the optimizer, scheduler and RNG states, and `trainer_state.json`
+    last, so a kill or a full disk during a save leaves a folder without the state (or with it cut short).
+    Each file is checked too, whatever order a `transformers` version writes them in: the weights must hold
+    every byte their header names, each `torch.save` file must be a whole zip archive, and the state must
+    name the folder's step.
     """
     match = _CHECKPOINT.match(checkpoint.name)
-    if match is None or not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+    if match is None or not weights_complete(checkpoint):
+        return None
+    saved = [path for path in checkpoint.iterdir() if path.suffix in TORCH_SAVE_SUFFIXES and path.is_file()]
+    if not all(zipfile.is_zipfile(path) for path in saved):
         return None
     try:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return None
     step = int(match.group(1))
-    return step if state.get("global_step") == step else None
+    return step if isinstance(state, dict) and state.get("global_step") == step else None
+
+
+def final_model_complete(output_dir: Path) -> bool:
+    """Whether a run folder holds its finished model: complete final weights and a readable `run_info.json`
+    (written after the weights, the metrics and the state). A kill during the final save leaves less."""
+    try:
+        json.loads((output_dir / "run_info.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return weights_complete(output_dir)
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
@@ -143,12 +190,15 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> str | None:
 
     With `overwrite` the folder's checkpoints are removed and the run starts afresh. Otherwise the newest
     complete checkpoint is resumed (incomplete ones, from a kill or a full disk during a save, are skipped).
+    A run whose last checkpoint is its final step is finished only when its final model is complete too
+    (`final_model_complete`); otherwise that checkpoint is returned and the final model written again.
 
     Returns:
         The checkpoint to resume from, or None for a fresh start.
 
     Raises:
-        FileExistsError: the run is already finished (a final model, and no checkpoint short of the end).
+        FileExistsError: the run is already finished (a complete final model and a checkpoint at the end, or
+            a final model and no checkpoint at all).
     """
     if not output_dir.is_dir():
         return None
@@ -162,10 +212,17 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> str | None:
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        if finished and state.get("max_steps") and state["global_step"] >= state["max_steps"]:
+        at_end = checkpoint_at_end(checkpoint)
+        if at_end and finished and final_model_complete(output_dir):
             raise FileExistsError(
                 f"{output_dir} is already trained ({state['global_step']} of {state['max_steps']} steps); "
                 "pass --overwrite_output_dir to train it again, or pick another --output_dir."
+            )
+        if at_end and finished:  # killed while the final model or its records were written
+            logger.warning(
+                "%s holds an incomplete final model (its save was interrupted); writing it again from %s.",
+                output_dir,
+                checkpoint,
             )
         logger.info("Resuming from %s.", checkpoint)
         return str(checkpoint)
@@ -175,6 +232,27 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> str | None:
             "another --output_dir or pass --overwrite_output_dir."
         )
     return None
+
+
+def checkpoint_at_end(checkpoint: Path) -> bool:
+    """Whether a complete checkpoint is its run's last step (its `trainer_state.json` says so)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return bool(state.get("max_steps")) and state["global_step"] >= state["max_steps"]
+
+
+def finish_from_checkpoint(trainer: Trainer, checkpoint: Path) -> dict[str, float]:
+    """Take the weights and state of a run's final checkpoint instead of training: the run was stopped
+    after its last step (during the evaluation or the final save). `Trainer.train` would resume by taking
+    one step more than the run has (a seventh step of six; a one-cycle schedule of eight or more steps
+    refuses it: "Tried to step N+1 times").
+
+    Returns:
+        The training metrics the state records (epoch and FLOs).
+    """
+    logger.info("%s is the run's last step: writing the final model from it (no training).", checkpoint)
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return {"epoch": trainer.state.epoch, "total_flos": trainer.state.total_flos}
 
 
 class TrainingTerminated(KeyboardInterrupt):
@@ -334,8 +412,11 @@ def run_training(
         callbacks=list(callbacks),
     )
     with sigterm_as_interrupt():
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-    metrics = {**train_result.metrics, **trainer.evaluate()}
+        if resume_from is not None and checkpoint_at_end(Path(resume_from)):
+            train_metrics = finish_from_checkpoint(trainer, Path(resume_from))
+        else:
+            train_metrics = trainer.train(resume_from_checkpoint=resume_from).metrics
+    metrics = {**train_metrics, **trainer.evaluate()}
     metrics["eval_windows"] = len(windows["validation"])
     metrics["train_windows"] = len(windows["train"])
 
