@@ -6,30 +6,52 @@ MIDI through the tokenizer code shipped in the same repo (`AutoTokenizer`, `trus
 `gigapiano` project is not on PyPI, so an endpoint could not install it; instead the few lines that matter
 are here: a logits processor that masks every id breaking `<sep> dt dur pitch` (so every returned note is
 well formed, the same guarantee as the project's `NoteStructureLogitsProcessor`) and keeps generated
-pitches on the piano keyboard (21..108 unless `min_pitch` / `max_pitch` widen it), and a sampling loop
-that slides the window when the context is full.
+pitches on the piano keyboard (21..108 unless `min_pitch` / `max_pitch` widen it), a sampling loop
+that slides the window when the context is full, the anti-copy rule of the `knn` mode (the project's
+`AntiCopy`) and a logits processor that mixes in the base model for `style_strength` (the project's
+`StyleMixture`).
 
 Request (JSON):
 
     {"inputs": "<base64 MIDI file>" | null,
      "parameters": {"max_new_notes": 128, "temperature": 0.9, "top_k": 0, "top_p": 1.0, "seed": 0,
-                    "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108}}
+                    "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108,
+                    "style_strength": 1.0, "mode": "continue" | "knn",
+                    "knn_candidates": 4, "knn_threshold": 0.1, "knn_memory_tokens": 256}}
+
+Every parameter is optional (the values above are the defaults); only `seed` may be null (a random seed,
+reported back). `knn_*` belong to `"mode": "knn"`, upstream's anti-copy continuation: each new note is
+sampled as `knn_candidates` rows of the batch, and the first whose (dt, dur, pitch) lies at least
+`knn_threshold` token units from every note of the last `knn_memory_tokens` tokens is kept (when none does,
+the first, counted as a fallback). `style_strength` 0 samples the base model this model was fine-tuned from,
+1 this model (exactly as without the parameter), values between mix the two models' next-token
+log-probabilities with weights 1 - s and s, up to 2 pushes past this model. The base model comes from
+`$GIGAPIANO_BASE_MODEL` (a folder or a Hub id), else from `base_model.json` in the repo (`publish.py`
+writes it when the base has a Hub id); it is loaded on the first request that needs it.
 
 Response (JSON):
 
     {"outputs": [{"midi": "<base64>", "wav": "<base64>" (only when audio was rendered),
                   "notes": 120, "new_notes": 64}],
-     "seed": 0, "parameters": {...as used...}, "audio": "rendered" | "<why not>"}
+     "seed": 0, "parameters": {...as used...}, "audio": "rendered" | "<why not>",
+     "knn": {"notes": 64, "fallbacks": 2} (mode knn: notes picked, how many had no candidate far enough),
+     "style": {"base_model": "NAMESPACE/gigapiano-base", "model_weights": {"base": 0.5, "model": 0.5}}
+              (style_strength other than 1)}
+
+The MIDI's text/marker event records seed and sampling, and the knn settings and the style strength with
+the base model when they are used.
 
 Limits (see docs/limits.md), all checked before any model work: the prompt file is at most
 `MAX_MIDI_BYTES` (the raw request text is measured before it is even split); `max_new_notes` x
-`num_variations` is at most `MAX_TOTAL_NEW_NOTES`; generation stops at whole notes once it has run
+`num_variations` (x `knn_candidates` in knn mode, x 2 when a style strength other than 0 and 1 runs two
+models) is at most `MAX_TOTAL_NEW_NOTES`; generation stops at whole notes once it has run
 `MAX_GENERATION_SECONDS` or used `MAX_GENERATION_CPU_SECONDS` of CPU time (the response then says
 `"stopped": "time limit ..."` or `"stopped": "CPU time limit ..."` and counts the notes made); the WAV of
 each output covers at most its first `MAX_AUDIO_SECONDS`.
 
-The model and tokenizer load with the project's own classes when `gigapiano` is installed; on an endpoint
-(where it is not) they load from the code shipped in this same repo, which is the code being deployed.
+The model, its tokenizer and the base model load with the project's own classes when `gigapiano` is
+installed; on an endpoint (where it is not) they load from the code shipped with them, which is the code
+being deployed.
 
 Bad input raises `EndpointInputError` (a `ValueError` carrying an HTTP `status_code`: 400, 413 or 422);
 the Inference Endpoints toolkit answers any exception with HTTP 400 and `{"error": "<message>"}`, and the
@@ -40,15 +62,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +82,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -78,8 +105,20 @@ MAX_MIDI_BYTES = 1_000_000
 #: Upper bounds of the generation parameters (one request must stay a few seconds on a GPU).
 MAX_NEW_NOTES = 1024
 MAX_VARIATIONS = 4
-#: Upper bound of max_new_notes x num_variations: the request's decoding work.
+#: Upper bound of the request's decoding work: max_new_notes x num_variations, times knn_candidates in
+#: `knn` mode (each candidate is a row of the batch) and times 2 when style_strength mixes two models.
 MAX_TOTAL_NEW_NOTES = 1024
+#: Modes: `continue` the prompt, or `knn`: continue it with upstream's anti-copy filter.
+MODES = ("continue", "knn")
+#: Upper bounds of the `knn` mode: candidates per note (rows per variation) and remembered tokens.
+MAX_KNN_CANDIDATES = 8
+MAX_KNN_MEMORY_TOKENS = 1024
+#: Largest style_strength: 0 = the base model, 1 = this repo's model, 2 = twice as far from the base.
+MAX_STYLE_STRENGTH = 2.0
+#: Where the base model of `style_strength` comes from: this variable (a local folder or a Hub id), else
+#: the `base_model` of this JSON file in the repo (`publish.py` writes it when the base has a Hub id).
+BASE_MODEL_ENV = "GIGAPIANO_BASE_MODEL"
+BASE_MODEL_FILE = "base_model.json"
 #: Wall-clock budget of the sampling loop; past it the request returns the whole notes made so far.
 MAX_GENERATION_SECONDS = 120.0
 #: CPU budget of the sampling loop (`time.process_time`: all threads of the process), checked at every
@@ -113,7 +152,14 @@ PARAMETERS: dict[str, tuple[type, Any, float | None, float | None]] = {
     "audio": (bool, True, None, None),
     "min_pitch": (int, PIANO_PITCH_RANGE[0], *FIELD_RANGES[2]),
     "max_pitch": (int, PIANO_PITCH_RANGE[1], *FIELD_RANGES[2]),
+    "mode": (str, "continue", None, None),
+    "knn_candidates": (int, 4, 1, MAX_KNN_CANDIDATES),
+    "knn_threshold": (float, 0.1, 0.0, None),
+    "knn_memory_tokens": (int, 256, 4, MAX_KNN_MEMORY_TOKENS),
+    "style_strength": (float, 1.0, 0.0, MAX_STYLE_STRENGTH),
 }
+KNN_PARAMETERS = ("knn_candidates", "knn_threshold", "knn_memory_tokens")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _STATUS_TEXT = {400: "Bad Request", 413: "Payload Too Large", 422: "Unprocessable Entity"}
 
 
@@ -163,8 +209,74 @@ class CpuTimeCriteria(StoppingCriteria):
         return torch.full((input_ids.shape[0],), spent, dtype=torch.bool, device=input_ids.device)
 
 
+class StyleMixLogitsProcessor(LogitsProcessor):
+    """Style strength: turns the model's next-token scores into `(1 - s) log p_base + s log p_model`.
+
+    `s` = 0 is the base model, 1 this model, above 1 pushes past it, away from the base (the project's
+    `StyleMixture`, as a processor). Put it before the grammar mask. The base model runs once per token on
+    its own key/value cache, which keeps the longest prefix of `input_ids` it has already encoded: after the
+    window slides, or after a knn pick replaced a candidate note, the rows are re-encoded from where they
+    differ.
+
+    Args:
+        base: the base causal LM (same vocabulary, context and device as the model).
+        strength: `s`.
+    """
+
+    def __init__(self, base: Any, strength: float) -> None:
+        self.base, self.strength = base, strength
+        self.ids: torch.Tensor | None = None  # what the cache holds
+        self.cache: DynamicCache | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        kept = 0
+        if self.ids is not None and self.ids.shape[0] == input_ids.shape[0]:
+            length = min(self.ids.shape[1], input_ids.shape[1] - 1)
+            same = (self.ids[:, :length] == input_ids[:, :length]).all(dim=0)
+            kept = length if bool(same.all()) else int(same.to(torch.int8).argmin())
+        if kept == 0:
+            self.cache = DynamicCache(config=self.base.config)
+        for layer in self.cache.layers:
+            layer.crop(min(kept - layer.get_seq_length(), 0))
+        output = self.base(input_ids=input_ids[:, kept:], cache=self.cache, use_cache=True, logits_to_keep=1)
+        self.ids = input_ids
+        base = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+        return (1 - self.strength) * base + self.strength * torch.log_softmax(scores.float(), dim=-1)
+
+
+@dataclass(frozen=True)
+class AntiCopyRule:
+    """Upstream's anti-copy ("knn") filter, the rule of the project's `AntiCopy`: of `candidates` notes
+    sampled as consecutive rows, keep the first whose nearest (dt, dur, pitch) neighbour among the notes of
+    the last `memory_tokens` tokens lies at least `threshold` away (token units, Euclidean); when none does,
+    keep the first and count a fallback."""
+
+    candidates: int = 4
+    threshold: float = 0.1
+    memory_tokens: int = 256
+
+    def choose(self, sequence: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """`(rows, fallbacks)`: for each row of `sequence` (starting on a separator, ending on a complete
+        note), the row to continue from, and how many groups of candidates had no note far enough."""
+        rows, length = sequence.shape
+        groups = rows // self.candidates
+        notes = sequence[:, -3:].float().view(groups, self.candidates, 3)
+        remembered = min((length - 4) // 4, self.memory_tokens // 4)
+        chosen = torch.zeros(groups, dtype=torch.long, device=sequence.device)
+        fallbacks = 0
+        if remembered > 0:
+            history = sequence[:: self.candidates, length - 4 - 4 * remembered : length - 4]
+            history = history.reshape(groups, remembered, 4)[..., 1:].float()
+            far = torch.cdist(notes, history).amin(dim=-1) >= self.threshold  # (groups, candidates)
+            chosen = torch.where(far.any(dim=1), far.to(torch.int8).argmax(dim=1), chosen)
+            fallbacks = int((~far.any(dim=1)).sum())
+        first = torch.arange(groups, device=sequence.device) * self.candidates + chosen
+        return first.repeat_interleave(self.candidates), fallbacks
+
+
 def parse_parameters(raw: Any) -> dict[str, Any]:
-    """Check names, types and ranges of the request's `parameters`; fill defaults.
+    """Check names, types and ranges of the request's `parameters`; fill defaults. Only `seed` may be
+    null (a random seed); the `knn_*` parameters belong to `"mode": "knn"` and are recorded only there.
 
     Raises:
         EndpointInputError: 400 naming the parameter and the allowed values.
@@ -182,9 +294,16 @@ def parse_parameters(raw: Any) -> dict[str, Any]:
     for name, (kind, default, low, high) in PARAMETERS.items():
         value = raw.get(name, default)
         if value is None:
+            if name in ("min_pitch", "max_pitch"):
+                raise EndpointInputError(400, f"'{name}' must be a MIDI note number in 1..126, got null.")
+            if name != "seed":
+                raise EndpointInputError(400, f"'{name}' must not be null (leave it out for {default!r}).")
             values[name] = None
             continue
-        if kind is bool:
+        if kind is str:
+            if value not in MODES:
+                raise EndpointInputError(400, f"'{name}' must be one of {', '.join(MODES)}, got {value!r}.")
+        elif kind is bool:
             if not isinstance(value, bool):
                 raise EndpointInputError(400, f"'{name}' must be true or false, got {value!r}.")
         elif kind is int:
@@ -200,22 +319,32 @@ def parse_parameters(raw: Any) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise EndpointInputError(400, f"'{name}' must be a number, got {value!r}.")
             value = float(value)
-        if low is not None and not low <= value <= high:
+        if high is None and low is not None and value < low:
+            raise EndpointInputError(400, f"'{name}' must be >= {low:g}, got {value!r}.")
+        if high is not None and not low <= value <= high:
             raise EndpointInputError(400, f"'{name}' must be in {low:g}..{high:g}, got {value!r}.")
         values[name] = value
-    for name in ("min_pitch", "max_pitch"):
-        if values[name] is None:
-            raise EndpointInputError(400, f"'{name}' must be a MIDI note number in 1..126, got null.")
     if values["min_pitch"] > values["max_pitch"]:
         raise EndpointInputError(
             400, f"'min_pitch' ({values['min_pitch']}) must not be above 'max_pitch' ({values['max_pitch']})."
         )
-    total = values["max_new_notes"] * values["num_variations"]
+    knn = values["mode"] == "knn"
+    if not knn:
+        given = [name for name in KNN_PARAMETERS if name in raw]
+        if given:
+            raise EndpointInputError(400, f'{", ".join(given)} only apply to "mode": "knn".')
+        for name in KNN_PARAMETERS:
+            del values[name]
+    factors = ["'max_new_notes' x 'num_variations'"] + (["'knn_candidates'"] if knn else [])
+    total = values["max_new_notes"] * values["num_variations"] * (values["knn_candidates"] if knn else 1)
+    if values["style_strength"] not in (0.0, 1.0):
+        factors.append("2 models (a style_strength other than 0 and 1 mixes two)")
+        total *= 2
     if total > MAX_TOTAL_NEW_NOTES:
         raise EndpointInputError(
             400,
-            f"'max_new_notes' x 'num_variations' is {total}; the limit is {MAX_TOTAL_NEW_NOTES} notes per "
-            "request (ask for fewer notes or fewer variations).",
+            f"{' x '.join(factors)} is {total}; the limit is {MAX_TOTAL_NEW_NOTES} notes per request "
+            "(ask for fewer notes, variations or candidates).",
         )
     return values
 
@@ -284,27 +413,45 @@ def sample_continuation(
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
     time_limit_s: float | None = None,
     cpu_limit_s: float | None = None,
+    anti_copy: AntiCopyRule | None = None,
+    mix: StyleMixLogitsProcessor | None = None,
+    report: dict[str, int] | None = None,
 ) -> list[list[int]]:
     """`num_notes` well-formed notes after `context` (which starts on a separator), for each of
     `batch_size` rows, with pitches in `pitch_range`; the window slides to its last `KEEP_FRACTION` when
     the context is full. With `time_limit_s` (wall-clock seconds) or `cpu_limit_s` (CPU seconds of the
     process), sampling stops once that budget is spent and the rows are cut to their last complete note
-    (possibly fewer than `num_notes`, possibly none)."""
+    (possibly fewer than `num_notes`, possibly none).
+
+    With `anti_copy` every note is sampled as `anti_copy.candidates` rows of the batch on one key/value
+    cache, one call per note; the cache is cropped back after each pick, so the kept note is encoded with the
+    next call. `report` then receives `knn_notes` and `knn_fallbacks`. `mix` mixes in the base model."""
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     cpu_deadline = None if cpu_limit_s is None else time.process_time() + cpu_limit_s
     stopping = StoppingCriteriaList([CpuTimeCriteria(cpu_deadline)] if cpu_deadline is not None else [])
+    processors = LogitsProcessorList(
+        [*([mix] if mix is not None else []), NoteGrammarLogitsProcessor(pitch_range)]
+    )
     max_context = int(model.config.max_position_embeddings)
     keep = max(4, int(max_context * KEEP_FRACTION))
     device = model.device
-    sequence = torch.tensor([context] * batch_size, dtype=torch.long, device=device)
+    candidates = anti_copy.candidates if anti_copy is not None else 1
+    sequence = torch.tensor([context] * batch_size * candidates, dtype=torch.long, device=device)
     target = len(context) + tokens_to_finish(context, num_notes)
     greedy = temperature == 0
     start = window_start(context, max_context - 3) if len(context) > max_context - 3 else 0
+    cache, knn_notes, knn_fallbacks = None, 0, 0
     while sequence.shape[1] < target:
-        if sequence.shape[1] - start >= max_context:
-            start = window_start(sequence[0].tolist(), keep)
+        if anti_copy is not None and sequence.shape[1] % 4 == 0:  # a note is complete: open the next one
+            sequence = torch.cat([sequence, torch.full_like(sequence[:, :1], SEP_ID)], dim=1)
+        room = 3 if anti_copy is not None else 1  # tokens this call must be able to add
+        if sequence.shape[1] - start + room > max_context:
+            start, cache = window_start(sequence[0].tolist(), keep), None
         window = sequence[:, start:]
         steps = min(max_context - window.shape[1], target - sequence.shape[1])
+        if anti_copy is not None:  # the rest of the open note (3 tokens unless a budget cut a call short)
+            steps = 4 - sequence.shape[1] % 4
+            cache = cache if cache is not None else DynamicCache(config=model.config)
         config = GenerationConfig(
             max_new_tokens=steps,
             do_sample=not greedy,
@@ -322,17 +469,26 @@ def sample_continuation(
             window,
             attention_mask=torch.ones_like(window),  # the separator is also the pad id: never infer a mask
             generation_config=config,
-            logits_processor=LogitsProcessorList([NoteGrammarLogitsProcessor(pitch_range)]),
+            logits_processor=processors,
             stopping_criteria=stopping,
+            **({} if cache is None else {"cache": cache}),
         )
         sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
+        if anti_copy is not None and sequence.shape[1] % 4 == 0:  # all candidates made (not cut by a budget)
+            rows, fallbacks = anti_copy.choose(sequence)
+            sequence = sequence[rows]
+            knn_notes, knn_fallbacks = knn_notes + batch_size, knn_fallbacks + fallbacks
+            for layer in cache.layers:  # forget the candidates (all after the separator): the next call
+                layer.crop(sequence.shape[1] - 3 - start - layer.get_seq_length())  # encodes the kept one
         spent = (deadline is not None and time.monotonic() >= deadline) or (
             cpu_deadline is not None and time.process_time() >= cpu_deadline
         )
         if spent and sequence.shape[1] < target:
-            whole = sequence.shape[1] - sequence.shape[1] % 4  # the piece starts on a separator
-            return sequence[:, len(context) : max(whole, len(context))].tolist()
-    return sequence[:, len(context) :].tolist()
+            break
+    if report is not None and anti_copy is not None:
+        report.update(knn_notes=knn_notes, knn_fallbacks=knn_fallbacks)
+    whole = sequence.shape[1] - sequence.shape[1] % 4 if sequence.shape[1] < target else target
+    return sequence[::candidates, len(context) : max(whole, len(context))].tolist()
 
 
 def cut_to_seconds(piece: list[int], limit_s: float = MAX_AUDIO_SECONDS) -> tuple[list[int], bool]:
@@ -413,6 +569,19 @@ def _project_classes() -> tuple[Any, Any] | None:
     return GigaPianoForCausalLM, GigaPianoTokenizer
 
 
+def load_model(source: str, device: str | torch.device) -> Any:
+    """The causal LM of a folder or Hub id, in eval mode on `device`: the installed project's class when
+    there is one (no code from the folder runs), else the code shipped with the model (`trust_remote_code`).
+    Weights stored in fp16 stay so on a GPU and decode in float32 on a CPU."""
+    dtype = "auto" if torch.device(device).type == "cuda" else torch.float32
+    project = _project_classes()
+    if project is not None:
+        model = project[0].from_pretrained(source, dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=True, dtype=dtype)
+    return model.to(device).eval()
+
+
 class EndpointHandler:
     """The Inference Endpoints entry point: loaded once with the repo folder, called once per request.
 
@@ -424,6 +593,10 @@ class EndpointHandler:
 
     #: None: `MAX_GENERATION_CPU_SECONDS` as it is when a request comes.
     cpu_limit_s: float | None = None
+    #: The base model of `style_strength` (see `base_model_source`), loaded by the first request needing it.
+    base: Any = None
+    base_name: str | None = None
+    _base_lock = threading.Lock()
 
     def __init__(
         self, path: str = "", time_limit_s: float = MAX_GENERATION_SECONDS, cpu_limit_s: float | None = None
@@ -432,21 +605,59 @@ class EndpointHandler:
         self.time_limit_s = time_limit_s
         self.cpu_limit_s = cpu_limit_s
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        # Weights may be stored in fp16 to stay small: keep them on a GPU, decode in float32 on a CPU.
-        dtype = "auto" if device == "cuda" else torch.float32
+        self.model = load_model(str(self.path), device)
         project = _project_classes()
-        if project is not None:  # the installed project's own classes: no code from the folder runs
-            model_class, tokenizer_class = project
-            self.model = model_class.from_pretrained(str(self.path), dtype=dtype)
-            self.tokenizer = tokenizer_class.from_pretrained(str(self.path))
+        if project is not None:
+            self.tokenizer = project[1].from_pretrained(str(self.path))
         else:  # an endpoint: the code shipped in this repo is the code being deployed
-            self.model = AutoModelForCausalLM.from_pretrained(
-                str(self.path), trust_remote_code=True, dtype=dtype
-            )
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), trust_remote_code=True)
-        self.model = self.model.to(device).eval()
         self.soundfont = find_soundfont(self.path)
         logger.info("GIGA-Piano endpoint ready on %s (SoundFont: %s).", device, self.soundfont or "none")
+
+    def base_model_source(self) -> str | None:
+        """Where the base model of `style_strength` loads from: `$GIGAPIANO_BASE_MODEL` (a local folder or a
+        Hub id), else the `base_model` in the repo's `base_model.json`, else None."""
+        source = os.environ.get(BASE_MODEL_ENV, "").strip()
+        if not source and (self.path / BASE_MODEL_FILE).is_file():
+            try:
+                source = str(json.loads((self.path / BASE_MODEL_FILE).read_text()).get("base_model") or "")
+            except (ValueError, AttributeError):
+                logger.warning("%s is not a JSON object with 'base_model'.", self.path / BASE_MODEL_FILE)
+        return source.strip() or None
+
+    def base_model(self) -> Any:
+        """The base model, loaded once with the same rules as the model (`load_model`).
+
+        Raises:
+            EndpointInputError: 422 when no base model is known, or it does not load or does not fit.
+        """
+        with self._base_lock:
+            if self.base is not None:
+                return self.base
+            source = self.base_model_source()
+            if source is None:
+                raise EndpointInputError(
+                    422,
+                    f"a style_strength other than 1 needs the base model this model was fine-tuned from, and "
+                    f"none is known: set {BASE_MODEL_ENV} (a folder or Hub id) or add {BASE_MODEL_FILE}.",
+                )
+            if not Path(source).is_dir() and not _HUB_ID.match(source):
+                raise EndpointInputError(422, f"the base model {source!r} is neither a folder nor a Hub id.")
+            try:
+                base = load_model(source, self.model.device)
+            except (OSError, ValueError, RuntimeError, KeyError) as error:
+                message = " ".join(str(error).split())[:300]
+                raise EndpointInputError(422, f"the base model {source} did not load: {message}") from None
+            for key in ("vocab_size", "max_position_embeddings"):
+                ours, theirs = getattr(self.model.config, key), getattr(base.config, key)
+                if ours != theirs:
+                    raise EndpointInputError(
+                        422,
+                        f"the base model {source} cannot be mixed with this one ({key} {theirs} vs {ours}).",
+                    )
+            self.base, self.base_name = base, Path(source).name if Path(source).is_dir() else source
+            logger.info("Base model for style_strength: %s.", source)
+            return base
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         """Generate from one request (see the module docstring for the JSON formats).
@@ -463,18 +674,27 @@ class EndpointHandler:
             )
         params = parse_parameters(data.get("parameters"))
         midi = decode_midi_input(data.get("inputs"))
+        strength = params["style_strength"]
+        model, mix = self.model, None  # strength 1: this model as it is, 0: the base model as it is
+        if strength == 0:
+            model = self.base_model()
+        elif strength != 1:
+            mix = StyleMixLogitsProcessor(self.base_model(), strength)
         prompt = self._encode(midi) if midi is not None else []
         seed = params["seed"] if params["seed"] is not None else random.SystemRandom().randrange(2**31)
         params["seed"] = seed
         context = prompt or [SEP_ID]
         prompt_notes = len(context) // 4
-        devices = [self.model.device] if self.model.device.type == "cuda" else []
+        anti_copy, knn = None, {}
+        if params["mode"] == "knn":
+            anti_copy = AntiCopyRule(*(params[name] for name in KNN_PARAMETERS))
+        devices = [model.device] if model.device.type == "cuda" else []
         cpu_limit_s = MAX_GENERATION_CPU_SECONDS if self.cpu_limit_s is None else self.cpu_limit_s
         cpu_started = time.process_time()
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             new = sample_continuation(
-                self.model,
+                model,
                 context,
                 params["max_new_notes"],
                 batch_size=params["num_variations"],
@@ -484,6 +704,9 @@ class EndpointHandler:
                 pitch_range=(params["min_pitch"], params["max_pitch"]),
                 time_limit_s=self.time_limit_s,
                 cpu_limit_s=cpu_limit_s,
+                anti_copy=anti_copy,
+                mix=mix,
+                report=knn,
             )
         cpu_used = time.process_time() - cpu_started
         made = (len(context) + len(new[0])) // 4 - prompt_notes
@@ -499,6 +722,11 @@ class EndpointHandler:
             if audio == "rendered" and audio_state != "rendered":
                 audio = audio_state
         response = {"outputs": outputs, "seed": seed, "parameters": params, "audio": audio}
+        if anti_copy is not None:  # how many notes were picked, and how often no candidate was far enough
+            response["knn"] = {"notes": knn["knn_notes"], "fallbacks": knn["knn_fallbacks"]}
+        if strength != 1:
+            weights = {"base": round(1 - strength, 6), "model": strength}  # of the next-token log-probs
+            response["style"] = {"base_model": self.base_name, "model_weights": weights}
         wanted = params["max_new_notes"]
         if made < wanted and cpu_used >= cpu_limit_s:
             logger.warning("CPU time limit: %d of %d notes in %.1f CPU s.", made, wanted, cpu_used)
@@ -527,6 +755,10 @@ class EndpointHandler:
                 f"top_k={params['top_k']} top_p={params['top_p']} "
                 f"pitch_range={params['min_pitch']}..{params['max_pitch']}"
             )
+            if params["mode"] == "knn":
+                text += " mode=knn " + " ".join(f"{name}={params[name]}" for name in KNN_PARAMETERS)
+            if params["style_strength"] != 1:
+                text += f" style_strength={params['style_strength']} base_model={self.base_name}"
             self.tokenizer.save_midi(piece, midi_path, velocity=params["velocity"], text=text)
             item = {
                 "midi": base64.b64encode(midi_path.read_bytes()).decode("ascii"),

@@ -104,6 +104,10 @@ def test_adapter_folder_points_at_the_base_repo_id(published_tiny_lora_repo, tra
         k: v for k, v in recorded.items() if k not in ("base_model_name_or_path", "revision")
     }
     assert "peft" in (published_tiny_lora_repo / "requirements.txt").read_text()
+    # the handler's style_strength mixes in the base: its Hub id travels next to handler.py
+    base = json.loads((published_tiny_lora_repo / "base_model.json").read_text())
+    assert base == {"base_model": TINY_REPO_ID}
+    assert "base_model.json" in (published_tiny_lora_repo / "README.md").read_text()  # the card lists it
 
 
 def test_base_repo_id_is_inferred_from_the_base_folder_with_a_warning(

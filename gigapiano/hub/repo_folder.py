@@ -7,9 +7,10 @@ A published repo must load for a stranger with nothing but `transformers` (and `
 * or a LoRA adapter: `adapter_config.json` whose `base_model_name_or_path` is the base model's *Hub id*
   (train.py records a local folder there) and `adapter_model.safetensors`;
 * the tokenizer: `tokenizer_config.json` and its code (`tokenization_gigapiano.py` and two siblings);
-* `README.md` (the model card), `handler.py` + `requirements.txt` for Inference Endpoints, an example
-  prompt, and the run's records (`all_results.json`, `pieces.json`, `run_info.json`, ...), with local
-  absolute paths replaced by `<local>/<name>`.
+* `README.md` (the model card), `handler.py` + `requirements.txt` for Inference Endpoints (and
+  `base_model.json`, the base's Hub id, when the run has a base: the handler's `style_strength` mixes it
+  in), an example prompt, and the run's records (`all_results.json`, `pieces.json`, `run_info.json`, ...),
+  with local absolute paths replaced by `<local>/<name>`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HANDLER_PATH = PROJECT_ROOT / "handler.py"
+#: Written next to `handler.py` when the run has a base model: `{"base_model": "<Hub id>"}` (handler.py's
+#: `BASE_MODEL_FILE`, read for requests with a `style_strength` other than 1).
+HANDLER_BASE_FILE = "base_model.json"
 EXAMPLE_PROMPT = PROJECT_ROOT / "examples" / "fur_elise.mid"
 EXAMPLE_PROMPT_IN_REPO = "examples/fur_elise.mid"
 #: Name of the dataset repo published by `publish.py dataset` in the same namespace.
@@ -71,6 +75,7 @@ FILE_DESCRIPTIONS = {
     "gigapiano_notes.py": "tokenizer code: notes <-> ids",
     "handler.py": "custom handler for Inference Endpoints (base64 MIDI in, MIDI and WAV out)",
     "requirements.txt": "extra packages the Inference Endpoint installs for `handler.py`",
+    HANDLER_BASE_FILE: "the base model's Hub id: `handler.py` mixes it in for `style_strength` other than 1",
     EXAMPLE_PROMPT_IN_REPO: "example prompt: the opening of Beethoven's Für Elise (public domain)",
     "all_results.json": "the run's final metrics (the numbers on this card)",
     "pieces.json": "the MAESTRO files of each split",
@@ -344,7 +349,8 @@ def assemble_model_repo(
         base_repo_id: Hub id of the base model (default: the recorded base if it is a Hub id, else
             `<namespace>/<base folder name>`).
         dataset_id: dataset repo for the card's metadata (default `<namespace>/gigapiano-maestro-styles`).
-        include_handler: add `handler.py` and `requirements.txt` for Inference Endpoints.
+        include_handler: add `handler.py` and `requirements.txt` for Inference Endpoints (and
+            `base_model.json` when the run has a base).
         example_prompt: MIDI file published as `examples/fur_elise.mid` (None or a missing file: none).
         overwrite: replace the content of a non-empty `output_dir`.
 
@@ -385,6 +391,8 @@ def assemble_model_repo(
             raise FileNotFoundError(f"The endpoint handler {HANDLER_PATH} is missing from the project.")
         shutil.copy2(HANDLER_PATH, output_dir / "handler.py")
         (output_dir / "requirements.txt").write_text(handler_requirements(kind == "adapter"))
+        if base is not None:
+            _write_json(output_dir / HANDLER_BASE_FILE, {"base_model": base})
 
     files = sorted(str(p.relative_to(output_dir)) for p in output_dir.rglob("*") if p.is_file())
     listed = sorted({*files, "README.md"})
