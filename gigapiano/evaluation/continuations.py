@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -54,6 +55,18 @@ class SamplingSetup:
     @property
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(self.temperature, self.top_k, self.top_p)
+
+    @classmethod
+    def from_arguments(cls, args: Any) -> SamplingSetup:
+        """The setup an evaluation's arguments describe (`GigaPianoEvaluationArguments`)."""
+        return cls(
+            args.new_notes,
+            tuple(args.seeds),
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.generation_batch_size,
+        )
 
 
 @dataclass

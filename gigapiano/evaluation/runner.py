@@ -97,14 +97,7 @@ def run_models(
         `(losses, continuations, contexts)`: row -> style -> per-window entry; row -> continuations (with
         `prompt_index` into `prompts`); row -> context length.
     """
-    setup = SamplingSetup(
-        args.new_notes,
-        tuple(args.seeds),
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        args.generation_batch_size,
-    )
+    setup = SamplingSetup.from_arguments(args)
     losses: dict[str, dict] = {}
     continuations: dict[str, list[Continuation]] = {}
     contexts: dict[str, int] = {}

@@ -232,12 +232,24 @@ def _row_cells(share: float, stats: dict[str, float]) -> str:
 
 def write_sweep(path: str | Path, results: dict[str, Any]) -> list[Path]:
     """Writes the block into `path` (replacing an earlier block, keeping the rest) and the JSON beside it."""
+    return write_block_and_json(path, render_sweep(results), results, "# Default sampling\n\n")
+
+
+def write_block_and_json(
+    path: str | Path,
+    block: str,
+    results: Any,
+    new_file_text: str,
+    markers: tuple[str, str] = (REPORT_START, REPORT_END),
+) -> list[Path]:
+    """Writes `block` (which starts and ends with `markers`) into `path`, replacing an earlier block and
+    keeping the rest (a missing file starts as `new_file_text`), and `results` as JSON beside it."""
+    start, end = markers
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    block = render_sweep(results)
-    text = path.read_text() if path.exists() else "# Default sampling\n\n"
-    if REPORT_START in text and REPORT_END in text:
-        text = text[: text.index(REPORT_START)] + block + text[text.index(REPORT_END) + len(REPORT_END) :]
+    text = path.read_text() if path.exists() else new_file_text
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
