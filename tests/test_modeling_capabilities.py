@@ -7,7 +7,8 @@ import warnings
 
 import pytest
 import torch
-from transformers import StaticCache
+import torch.nn.functional as F
+from transformers import DynamicCache, StaticCache
 
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM
 
@@ -16,9 +17,8 @@ VOCAB, CONTEXT = 128, 64
 
 def tiny_model(**overrides) -> GigaPianoForCausalLM:
     """Tiny model without dropout; relative table longer than the context, as in every real checkpoint."""
-    config = GigaPianoConfig.from_preset(
-        "tiny", embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, relative_attention_length=80, **overrides
-    )
+    settings = dict(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, relative_attention_length=80)
+    config = GigaPianoConfig.from_preset("tiny", **(settings | overrides))
     torch.manual_seed(0)
     return GigaPianoForCausalLM(config).eval()
 
@@ -145,15 +145,19 @@ def static_decode(model, prompt, steps, step_fn=None):
     return torch.cat(out, 1)
 
 
-def test_decode_step_compiles_as_one_graph(model):
-    """`fullgraph=True` fails on any graph break; the eager backend keeps the test fast."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_decode_step_compiles_as_one_graph(dtype):
+    """`fullgraph=True` fails on any graph break; the eager backend keeps the test fast. In bf16 on a CPU
+    the graph calls the packed product as a custom op: the same kernel as eager, so the same bits."""
+    model = tiny_model().to(dtype)
     torch._dynamo.reset()
     compiled = torch.compile(model.forward, backend="eager", fullgraph=True)
     prompt = ids(1, 6, seed=2)
     with torch.no_grad():
         eager = static_decode(model, prompt, 4)
         graph = static_decode(model, prompt, 4, compiled)
-    torch.testing.assert_close(graph, eager, atol=1e-5, rtol=1e-5)
+    tolerance = 1e-5 if dtype == torch.float32 else 0.0
+    torch.testing.assert_close(graph, eager, atol=tolerance, rtol=tolerance)
 
 
 class LogitsOnly(torch.nn.Module):
@@ -190,3 +194,117 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append({name: p.grad for name, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fast CPU inference paths: each must compute what the plain path computes.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def long_model(dtype: torch.dtype = torch.float32) -> GigaPianoForCausalLM:
+    """Tiny widths with a 600-token context, so prefills run the blocked (chunked) SDPA path."""
+    model = tiny_model(max_position_embeddings=600, relative_attention_length=640).to(dtype)
+    with torch.no_grad():  # larger position terms, so a wrong offset would show in the logits
+        for layer in model.model.layers:
+            layer.attn.relative_embedding.mul_(20)
+    return model
+
+
+def test_blocked_prefill_equals_one_pass():
+    from modeling_gigapiano import modeling_gigapiano as modeling
+
+    model = long_model()
+    tokens = ids(2, 530, seed=6)
+    mask = torch.ones_like(tokens)
+    mask[1, :37] = 0
+    with torch.no_grad():
+        blocked = model(tokens, attention_mask=mask, use_cache=False).logits
+        cache = DynamicCache(config=model.config)
+        model(tokens[:, :200], attention_mask=mask[:, :200], cache=cache)
+        after_prefix = model(tokens[:, 200:], attention_mask=mask, cache=cache).logits
+        model.set_attn_implementation("eager")  # one pass, explicit softmax
+        reference = model(tokens, attention_mask=mask, use_cache=False).logits
+    assert 530 >= 2 * modeling._PREFILL_CHUNK
+    torch.testing.assert_close(blocked[0], reference[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(blocked[1, 37:], reference[1, 37:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after_prefix[0], reference[0, 200:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after_prefix[1], reference[1, 200:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("capacity", [600, 300], ids=["cache-half-full", "cache-nearly-full"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_eager_static_cache_equals_dynamic_cache(dtype, capacity):
+    """Eager steps on a static cache use its filled part (or, for one bf16 query in a cache at least 3/4
+    full, all of it, the empty tail masked); both caches give the logits of one pass without a cache."""
+    model = long_model(dtype)
+    tokens = ids(1, 300, seed=7)
+    outputs = []
+    with torch.no_grad():
+        for cache in (
+            DynamicCache(config=model.config),
+            StaticCache(config=model.config, max_cache_len=capacity),
+        ):
+            chunks = (tokens[:, :260], tokens[:, 260:290], tokens[:, 290:291], tokens[:, 291:292])
+            outputs.append(torch.cat([model(chunk, cache=cache).logits for chunk in chunks], 1).float())
+        model.set_attn_implementation("eager")  # no cache, one pass, explicit softmax
+        reference = model(tokens[:, :292], use_cache=False).logits.float()
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(outputs[1], outputs[0], atol=tolerance, rtol=tolerance)
+    torch.testing.assert_close(outputs[0], reference, atol=tolerance, rtol=tolerance)
+
+
+def test_packed_bf16_linear_is_exact_and_follows_the_weights():
+    from modeling_gigapiano import modeling_gigapiano as modeling
+
+    if not modeling._ONEDNN_BF16:
+        pytest.skip("this torch build has no oneDNN bf16 kernels")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96).to(torch.bfloat16)
+    x = torch.randn(3, 5, 64).to(torch.bfloat16)
+    with torch.no_grad():
+        torch.testing.assert_close(modeling._linear(linear, x), linear(x), atol=0, rtol=0)
+        assert id(linear.weight) in modeling._PACKED_WEIGHTS
+        linear.weight.mul_(2)  # an in-place update (optimizer step, load) repacks
+        torch.testing.assert_close(modeling._linear(linear, x), linear(x), atol=0, rtol=0)
+        # GELU inside the product: rounded to bf16 once, so at least as close to fp32 as GELU after it.
+        exact = F.gelu(F.linear(x.float(), linear.weight.float(), linear.bias.float()))
+        fused = modeling._linear(linear, x, "gelu").float()
+        after = F.gelu(linear(x)).float()
+        assert (fused - exact).abs().max() <= (after - exact).abs().max()
+        torch.testing.assert_close(fused, exact, atol=2e-2, rtol=2e-2)
+    wrapped = torch.nn.Linear(64, 96).to(torch.bfloat16)
+    wrapped.register_forward_hook(lambda module, args, out: out * 0)  # hooks keep the module's own call
+    with torch.no_grad():
+        assert modeling._linear(wrapped, x).abs().sum() == 0
+    key = id(linear.weight)
+    del linear
+    assert key not in modeling._PACKED_WEIGHTS  # dropped with its weight
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize(
+    ("query_length", "offset", "key_length"),
+    [(7, 0, 7), (5, 9, 14), (1, 13, 14), (1, 13, 20), (3, 4, 11)],
+    ids=["whole", "chunk", "decode", "decode-static", "chunk-static"],
+)
+def test_relative_term_of_every_geometry_matches_its_definition(dtype, query_length, offset, key_length):
+    """`q_i . Er[er_len - 1 - (i - j)]` for every visible key (j <= i) in eager inference, whatever path
+    (strided skew, packed bf16 product for one query, gather for a tensor offset) computes it."""
+    from modeling_gigapiano.modeling_gigapiano import relative_position_bias
+
+    generator = torch.Generator().manual_seed(query_length + offset)
+    q = torch.randn(2, 3, query_length, 8, generator=generator).to(dtype)
+    table = torch.randn(24, 8, generator=generator).to(dtype)
+    positions = torch.arange(query_length) + offset
+    keys = torch.arange(key_length)
+    rows = table.float()[23 - (positions[:, None] - keys).clamp(0)]
+    expected = torch.einsum("bhtd,tjd->bhtj", q.float(), rows)
+    visible = keys[None, :] <= positions[:, None]
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    with torch.no_grad():
+        for query_offset in (offset, torch.tensor(offset)):
+            bias = relative_position_bias(q, table, key_length, query_offset).float()
+            assert bias.shape == (2, 3, query_length, key_length)
+            torch.testing.assert_close(
+                bias[..., visible], expected[..., visible], atol=tolerance, rtol=tolerance
+            )
