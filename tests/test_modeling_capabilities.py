@@ -224,7 +224,7 @@ def test_blocked_prefill_equals_one_pass():
         after_prefix = model(tokens[:, 200:], attention_mask=mask, cache=cache).logits
         model.set_attn_implementation("eager")  # one pass, explicit softmax
         reference = model(tokens, attention_mask=mask, use_cache=False).logits
-    assert 530 >= 2 * modeling._PREFILL_CHUNK
+    assert 200 >= 4 * modeling._PREFILL_CHUNK  # both forwards run blocked
     torch.testing.assert_close(blocked[0], reference[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(blocked[1, 37:], reference[1, 37:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(after_prefix[0], reference[0, 200:], atol=1e-5, rtol=1e-5)

@@ -46,8 +46,9 @@ except ImportError:  # pragma: no cover - older transformers
 
 from .configuration_gigapiano import GigaPianoConfig
 
-# Queries per block when a long prefill runs blocked SDPA (GigaPianoAttention._chunked_sdpa).
-_PREFILL_CHUNK = 128
+# Queries per block when a prefill of at least 4 blocks runs blocked SDPA (GigaPianoAttention._chunked_sdpa);
+# 32 to 64 measured best for 128 to 1024 queries on the 16 x 1024 model (bench notes in docs/benchmarks.md).
+_PREFILL_CHUNK = 32
 
 
 def relative_position_bias(
@@ -67,9 +68,8 @@ def relative_position_bias(
     product as `(T + 1, T)`, plain views that differentiate and compile cheaply. Every other case (a
     tensor offset, as a static cache gives in compiled graphs, or packed sequences longer than the table)
     gathers along the table with an index built from the offset, so nothing depends on its value in
-    Python (compile, export). Distances past the table clamp to its last
-    row: the model's context check keeps real distances inside it, and keys of other packed sequences are
-    masked.
+    Python (compile, export). Distances past the table clamp to its last row: the model's context check
+    keeps real distances inside it, and keys of other packed sequences are masked.
 
     Args:
         q: scaled queries, `(batch, heads, T, head_dim)`.
@@ -234,9 +234,10 @@ def _linear(module: nn.Module, hidden_states: torch.Tensor, activation: str = "n
     CPU inference multiplies by a packed weight, with the GELU fused into the product.
 
     oneDNN's packed bf16 product (`mkldnn._linear_pointwise`, what PyTorch's CPU compiler uses for frozen
-    linears) gives bit-identical results and is about 2x faster than `F.linear` on a CPU without AMX at 1
-    to 16 rows (decoding reads every weight per token) and 1.1x at 768 rows. The weight is packed once,
-    which keeps a second copy of it; compiled graphs (not exported ones) call it through a custom op.
+    linears) gives the same bits as `F.linear` and is about 2x faster on a CPU without AMX at 1 to 16 rows
+    (decoding reads every weight per token) and 1.1x at 768 rows; the fused GELU rounds to bf16 once
+    instead of twice. The weight is packed once, which keeps a second copy of it; compiled graphs (not
+    exported ones) call it through a custom op.
     Anything else (training, fp32, GPUs, modules that were wrapped or replaced, e.g. by LoRA or by hooks)
     calls the module as usual.
     """
@@ -259,9 +260,11 @@ class GigaPianoAttention(nn.Module):
 
     The relative term is computed here (it needs the scaled queries) and handed to the attention function
     of `config._attn_implementation` as `position_bias`: `eager` adds it to the scores, `sdpa` folds it
-    into the float mask, `flex_attention` adds it in its score modification. Training on a CPU under `sdpa`
-    takes the eager function: with a float bias the fused CPU kernel is about 2x slower when gradients flow
-    (bench/bench_train.py); both compute the same function.
+    into the float mask, `flex_attention` adds it in its score modification. On a CPU under `sdpa`, three
+    cases take other routes to the same function: training takes the eager function (with a float bias the
+    fused kernel is about 2x slower when gradients flow, bench/bench_train.py), so does one bf16/fp16 query
+    (decoding), and a long prefill runs SDPA over blocks of queries (`_chunked_sdpa`). Eager (not compiled)
+    steps on a static cache attend to its filled part (`_filled_part`).
     """
 
     def __init__(self, config: GigaPianoConfig, layer_idx: int) -> None:
@@ -323,14 +326,14 @@ class GigaPianoAttention(nn.Module):
 
         if (
             implementation == "sdpa"
-            and query_length >= 2 * _PREFILL_CHUNK
+            and query_length >= 4 * _PREFILL_CHUNK
             and q.device.type == "cpu"
             and not compiling
             and not q.requires_grad
             and type(query_offset) is not torch.Tensor
             and k.shape[-2] == (query_offset or 0) + query_length
         ):
-            context = self._chunked_sdpa(q, k, v, attention_mask, query_offset or 0, kwargs)
+            context = self._chunked_sdpa(q, k, v, attention_mask, query_offset or 0)
             return _linear(self.out_proj, context.reshape(batch, query_length, width)), None
         position_bias = relative_position_bias(q, self.relative_embedding, k.shape[-2], query_offset)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -381,18 +384,17 @@ class GigaPianoAttention(nn.Module):
         v: torch.Tensor,
         attention_mask: torch.Tensor | None,
         past_length: int,
-        kwargs: dict,
     ) -> torch.Tensor:
         """SDPA over blocks of `_PREFILL_CHUNK` queries, each against the keys up to its last query.
 
         The relative term makes the mask a float tensor, so the fused kernel cannot skip the keys above the
         diagonal the way it does for plain causal attention; cutting the queries into blocks skips most of
-        them (for 768 queries in blocks of 128, 58% of the products, the relative term and the mask remain).
+        them (for 768 queries in blocks of 32, 52% of the products, the relative term and the mask remain).
         Same function as one call; used for long prefills in inference. Returns `(batch, T, heads, head_dim)`.
         """
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface("sdpa", eager_attention_forward)
-        query_length = q.shape[-2]
-        outputs = []
+        batch, heads, query_length, head_dim = q.shape
+        # Each block's output goes straight to its rows: one copy per block, no concatenation after.
+        context = q.new_empty(batch, query_length, heads, head_dim)
         for start in range(0, query_length, _PREFILL_CHUNK):
             stop = min(query_length, start + _PREFILL_CHUNK)
             end = past_length + stop
@@ -404,11 +406,9 @@ class GigaPianoAttention(nn.Module):
             position_bias = relative_position_bias(q_block, self.relative_embedding, end)
             # The block's queries end with its keys; the mask built here says so (causal, lower right).
             float_mask = _additive_mask(position_bias, mask, q_block, k_block)
-            context, _ = attention_interface(
-                self, q_block, k_block, v_block, float_mask, dropout=0.0, scaling=1.0, **kwargs
-            )
-            outputs.append(context)
-        return torch.cat(outputs, dim=1)
+            block = F.scaled_dot_product_attention(q_block, k_block, v_block, attn_mask=float_mask, scale=1.0)
+            context[:, start:stop] = block.transpose(1, 2)
+        return context
 
 
 def _blocked_keys(
