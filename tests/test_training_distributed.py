@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,13 @@ with open(os.path.join(output, f"report-{report['rank']}.json"), "w") as handle:
 '''
 
 
+def free_port() -> int:
+    """A port nothing listens on now (a fixed one collides when two test runs share the machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_fsdp_two_cpu_processes_train_like_one_process(tmp_path):
     """`accelerate launch` with configs/accelerate/fsdp_cpu.yaml: 2 gloo processes, each block an FSDP2 unit
@@ -162,7 +170,7 @@ def test_fsdp_two_cpu_processes_train_like_one_process(tmp_path):
         "--config_file",
         str(REPO / "configs" / "accelerate" / "fsdp_cpu.yaml"),
         "--main_process_port",
-        "29533",
+        str(free_port()),
         str(script),
         str(output),
     ]
