@@ -6,10 +6,13 @@ noisy shared machine. Prints markdown tables for docs/benchmarks.md.
 Inpainting case: a source of `--inpaint_notes` notes inpainted with `gigapiano.generation` (key/value
 cache; each note's known `<sep> dt dur` ride in the forward that samples its pitch, so one cached forward
 per note; the window slides past the context) vs upstream's loop (one full forward of up to `context`
-tokens per note). The upstream side is timed on `--inpaint_upstream_notes` notes spread evenly
-over the piece and scaled to the whole piece.
+tokens per note). The upstream loop is timed twice: on upstream's forward (`upstream_forward`: the same
+weights through the computation upstream's model code performs, explicit attention scores with the
+relative term skewed into place; checked equal to the model's logits) and on this project's model without
+cache (whose long forwards are themselves faster now). The upstream side is timed on
+`--inpaint_upstream_notes` notes spread evenly over the piece and scaled to the whole piece.
 
-Versus GPT-2 case: `model.generate()` of GIGA-Piano (dynamic cache; static cache, the proposed saved
+Versus GPT-2 case: `model.generate()` of GIGA-Piano (dynamic cache; static cache, the saved
 defaults; that static cache compiled with `--compile`) side by side with transformers' native GPT-2 of the
 same width, depth, feed-forward width, heads and context, in fp32 and bf16: first call (compilation
 included), prefill of the prompt and decode time per token after it, with ratios to GPT-2.
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +41,11 @@ from transformers import CompileConfig, GPT2Config, GPT2LMHeadModel  # noqa: E40
 
 from gigapiano.generation import generate_continuation  # noqa: E402
 from gigapiano.generation.grammar import SEP_ID, join_notes  # noqa: E402
-from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM  # noqa: E402
+from modeling_gigapiano import (  # noqa: E402
+    FAST_GENERATION_DEFAULTS,
+    GigaPianoConfig,
+    GigaPianoForCausalLM,
+)
 
 
 @torch.no_grad()
@@ -76,8 +84,59 @@ def inpaint_source(num_notes: int, seed: int = 0) -> list[int]:
 
 
 @torch.no_grad()
+def upstream_forward(model: GigaPianoForCausalLM, ids: torch.Tensor) -> torch.Tensor:
+    """Logits of `model`'s weights computed the way upstream's model code computes them.
+
+    Upstream's relative-position attention (a PyTorch 1.2-era multi-head attention with a relative table)
+    projects q, k, v with one `F.linear`, scales q, forms every head's full `q @ k^T` and `q @ Er^T` with
+    batched products, shifts the relative scores into place by padding one column and reshaping (the
+    "skew"), masks the future with -inf, softmaxes and multiplies with v; no fused attention kernel and no
+    key/value cache. Used only as the timing baseline of upstream's loops.
+    """
+    base = model.model
+    batch, length = ids.shape
+    heads = model.config.num_attention_heads
+    head_dim = model.config.hidden_size // heads
+    x = base.embed_tokens(ids) + base.position_embedding[:, :length]
+    future = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    for block in base.layers:
+        attention = block.attn
+        h = block.ln_1(x)
+        q, k, v = F.linear(h, attention.qkv_proj.weight, attention.qkv_proj.bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, length, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        q = q * head_dim**-0.5
+        table = attention.relative_embedding[-length:]  # distances length-1 .. 0
+        relative = torch.matmul(q, table.transpose(0, 1))  # (B, H, L, L), column c = distance L-1-c
+        skewed = F.pad(relative, (1, 0)).reshape(batch, heads, length + 1, length)[:, :, 1:]
+        scores = torch.matmul(q, k.transpose(-1, -2)) + skewed
+        weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+        context = torch.matmul(weights, v).transpose(1, 2).reshape(batch, length, -1)
+        x = x + F.linear(context, attention.out_proj.weight, attention.out_proj.bias)
+        h = block.ln_2(x)
+        h = F.gelu(F.linear(h, block.mlp.fc_in.weight, block.mlp.fc_in.bias))
+        x = x + F.linear(h, block.mlp.fc_out.weight, block.mlp.fc_out.bias)
+    return model.lm_head(base.norm(x))
+
+
+def check_upstream_forward(model: GigaPianoForCausalLM) -> float:
+    """Largest logit difference between `upstream_forward` and the model on a random input of at most 96
+    tokens."""
+    length = min(96, model.config.max_position_embeddings)
+    ids = torch.randint(0, 128, (1, length), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        difference = (upstream_forward(model, ids) - model(ids, use_cache=False).logits).abs().max().item()
+    if difference > 1e-3:
+        raise AssertionError(f"upstream_forward differs from the model by {difference:.2e}")
+    return difference
+
+
+@torch.no_grad()
 def upstream_inpaint_seconds(
-    model: GigaPianoForCausalLM, source: list[int], note_indices: list[int], repeats: int = 1
+    model: GigaPianoForCausalLM,
+    source: list[int],
+    note_indices: list[int],
+    repeats: int = 1,
+    forward=upstream_forward,
 ) -> list[float]:
     """Upstream's inpainting cost per note: the sequence so far plus the note's `<sep> dt dur`, cut to the
     last `context` tokens, through one full forward; the pitch is sampled from the last position.
@@ -93,48 +152,57 @@ def upstream_inpaint_seconds(
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            logits = model(window, use_cache=False).logits[0, -1, 1:SEP_ID]
+            logits = forward(model, window)[0, -1, 1:SEP_ID]
             torch.multinomial(torch.softmax(logits, dim=-1), 1)
             best = min(best, time.perf_counter() - start)
         seconds.append(best)
     return seconds
 
 
+def _model_without_cache(model: GigaPianoForCausalLM, ids: torch.Tensor) -> torch.Tensor:
+    return model(ids, use_cache=False).logits
+
+
 def bench_inpainting(model: GigaPianoForCausalLM, args: argparse.Namespace) -> None:
+    difference = check_upstream_forward(model)
     source = inpaint_source(args.inpaint_notes)
     generate_continuation(model, source[:64], mode="inpaint", seed=0)  # warm up
-    cached = float("inf")
-    for _ in range(args.repeats):
+    notes = args.inpaint_notes
+    sampled = min(args.inpaint_upstream_notes, notes)
+    indices = [round(i * (notes - 1) / max(1, sampled - 1)) for i in range(sampled)]
+    cached = upstream = today = float("inf")
+    result = None
+    for _ in range(args.repeats):  # rounds interleaved, best of each side
         start = time.perf_counter()
         result = generate_continuation(model, source, mode="inpaint", seed=0)
         cached = min(cached, time.perf_counter() - start)
-    notes = args.inpaint_notes
+        upstream = min(upstream, sum(upstream_inpaint_seconds(model, source, indices)) / sampled)
+        on_model = upstream_inpaint_seconds(model, source, indices, forward=_model_without_cache)
+        today = min(today, sum(on_model) / sampled)
     kept = [(dt, dur) for dt, dur in zip(result.pieces[0][1::4], result.pieces[0][2::4], strict=True)]
     assert kept == list(zip(source[1::4], source[2::4], strict=True)), "inpainting must keep every dt and dur"
 
-    sampled = min(args.inpaint_upstream_notes, notes)
-    indices = [round(i * (notes - 1) / max(1, sampled - 1)) for i in range(sampled)]
-    upstream = upstream_inpaint_seconds(model, source, indices, args.repeats)
-    upstream_per_note = sum(upstream) / len(upstream)
     cached_per_note = cached / notes
     print(
         f"\npreset={args.preset} ({model.num_parameters() / 1e6:.1f}M params), {args.threads} threads, "
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}. Inpainting a {notes}-note "
         f"source ({4 * notes} tokens, context {model.config.max_position_embeddings}, keep=time+dur), "
-        f"batch 1. Upstream timed on notes {indices} ({sampled} of {notes}) and scaled; the cached run "
-        f"generates every note ({result.extra['windows']} windows). Best of {args.repeats} runs, each side.\n"
+        f"batch 1, fp32. Upstream's loop timed on notes {indices} ({sampled} of {notes}) and scaled; the "
+        f"cached run generates every note ({result.extra['windows']} windows). Best of {args.repeats} "
+        f"interleaved rounds. upstream_forward vs the model: largest logit difference {difference:.1e}.\n"
     )
     print("| inpainting | s / note | whole piece (s) | speed-up vs upstream |")
     print("|---|---:|---:|---:|")
     scope = "measured" if sampled == notes else f"{sampled} notes timed, scaled to {notes}"
-    upstream_total = upstream_per_note * notes
-    print(
-        f"| upstream: full forward per note ({scope}) | {upstream_per_note:.3f} | {upstream_total:.1f} "
-        "| 1.0x |"
-    )
+    for name, per_note in (
+        (f"upstream: full forward per note, upstream's forward ({scope})", upstream),
+        (f"upstream's loop on this project's model, no cache ({scope})", today),
+    ):
+        print(f"| {name} | {per_note:.3f} | {per_note * notes:.1f} | {upstream / per_note:.1f}x |")
     print(
         f"| gigapiano.generation inpaint (cache, one forward / note) | {cached_per_note:.3f} "
-        f"| {cached:.1f} | {upstream_per_note / cached_per_note:.1f}x |"
+        f"| {cached:.1f} | **{upstream / cached_per_note:.1f}x** ({today / cached_per_note:.1f}x vs the "
+        "loop on this model) |"
     )
 
 
@@ -186,16 +254,6 @@ def gpt2_twin(config: GigaPianoConfig) -> GPT2LMHeadModel:
     ).eval()
 
 
-def fast_defaults(config: GigaPianoConfig) -> dict:
-    """The generation defaults proposed for saved models: a static (preallocated) cache.
-
-    transformers sizes it for the call (prompt + new tokens, or the largest earlier call) and, on GPUs,
-    compiles its decoding steps by itself; on a CPU the steps run eagerly on the preallocated cache.
-    A fixed `max_cache_len` of the whole context was 4% slower per CPU decoding step here (more keys to read).
-    """
-    return {"cache_implementation": "static"}
-
-
 def timed_generate(model: torch.nn.Module, prompt: torch.Tensor, tokens: int, **kwargs) -> float:
     start = time.perf_counter()
     with torch.no_grad():
@@ -209,10 +267,10 @@ def bench_versus_gpt2(args: argparse.Namespace) -> None:
     and a `new_tokens` call; decode = (whole - prefill) / (new_tokens - 1), best of `repeats` rounds."""
     config = GigaPianoConfig.from_preset(args.preset)
     prompt = torch.randint(0, 128, (1, args.prompt_length))
-    defaults = fast_defaults(config)
+    defaults = dict(FAST_GENERATION_DEFAULTS)
     variants = [
         ("GIGA-Piano, dynamic cache", "giga", {}),
-        ("GIGA-Piano, static cache (proposed saved defaults)", "giga", defaults),
+        ("GIGA-Piano, static cache (saved defaults)", "giga", defaults),
     ]
     if args.compile:
         # A fresh compiler cache, so the first call times a cold compilation.
@@ -249,7 +307,7 @@ def bench_versus_gpt2(args: argparse.Namespace) -> None:
     print(
         f"\npreset={args.preset}, batch 1, prompt {args.prompt_length} tokens, {args.new_tokens} new tokens, "
         f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}; "
-        f"first call, then best of {args.repeats} interleaved rounds; proposed defaults: {defaults}\n"
+        f"first call, then best of {args.repeats} interleaved rounds; saved defaults: {defaults}\n"
     )
     print(
         "| model.generate() | dtype | first call (s) | prefill (s) | prefill vs GPT-2 fp32 "

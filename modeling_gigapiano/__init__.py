@@ -7,11 +7,24 @@ the code for `trust_remote_code=True` on machines without the project.
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from .configuration_gigapiano import PRESETS, GigaPianoConfig
+from .configuration_gigapiano import (
+    FAST_GENERATION_DEFAULTS,
+    PRESETS,
+    GigaPianoConfig,
+    apply_fast_generation_defaults,
+)
 from .modeling_gigapiano import GigaPianoForCausalLM, GigaPianoModel, GigaPianoPreTrainedModel
 
 AutoConfig.register(GigaPianoConfig.model_type, GigaPianoConfig, exist_ok=True)
 AutoModel.register(GigaPianoConfig, GigaPianoModel, exist_ok=True)
 AutoModelForCausalLM.register(GigaPianoConfig, GigaPianoForCausalLM, exist_ok=True)
 
-__all__ = ["PRESETS", "GigaPianoConfig", "GigaPianoForCausalLM", "GigaPianoModel", "GigaPianoPreTrainedModel"]
+__all__ = [
+    "FAST_GENERATION_DEFAULTS",
+    "PRESETS",
+    "GigaPianoConfig",
+    "GigaPianoForCausalLM",
+    "GigaPianoModel",
+    "GigaPianoPreTrainedModel",
+    "apply_fast_generation_defaults",
+]

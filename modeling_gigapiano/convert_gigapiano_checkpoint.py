@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_gigapiano import PRESETS, GigaPianoConfig
+from .configuration_gigapiano import PRESETS, GigaPianoConfig, apply_fast_generation_defaults
 from .modeling_gigapiano import GigaPianoForCausalLM
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ def convert_checkpoint(
             raise FileExistsError(
                 f"{str(output_dir)!r} is not empty; pass --overwrite to replace its contents."
             )
+        apply_fast_generation_defaults(model.generation_config)
         model.to(dtype).save_pretrained(output_dir)
         logger.info("Wrote %s (%d parameters)", output_dir, model.num_parameters())
     return model

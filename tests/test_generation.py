@@ -406,51 +406,44 @@ def test_settings_reject_bad_values_naming_the_field(field, value):
         GenerationSettings(**{field: value})
 
 
-def test_preallocated_cache_matches_dynamic_cache(model):
-    """Same logits step by step as transformers' DynamicCache, including after a crop."""
-    from transformers import DynamicCache
+@pytest.mark.parametrize("mode", ["continue", "inpaint"])
+def test_sampler_follows_the_saved_cache_default_with_the_same_notes(model, mode, monkeypatch):
+    """The saved `static` default gives a StaticCache, `dynamic` a DynamicCache, the same notes either way
+    (also across a window slide), and the model's setting is restored after sampling."""
+    from transformers import DynamicCache, StaticCache
 
-    from gigapiano.generation.cache import preallocated_cache
+    import gigapiano.generation.long_context as long_context
 
-    ids = torch.tensor([join_notes(random_notes(random.Random(3), 12))])
-    caches = [DynamicCache(config=model.config), preallocated_cache(model.config.num_hidden_layers, 64)]
+    made = []
+    build = long_context.window_cache
+    monkeypatch.setattr(long_context, "window_cache", lambda *a: made.append(build(*a)) or made[-1])
+    prompt = join_notes(random_notes(random.Random(5), 30))
+    pieces = {}
+    for implementation in ("static", "dynamic"):
+        model.generation_config.cache_implementation = implementation
+        try:
+            result = generate_continuation(model, prompt, mode=mode, max_new_notes=30, seed=4)
+        finally:
+            assert model.generation_config.cache_implementation == implementation
+            model.generation_config.cache_implementation = None
+        pieces[implementation] = result.pieces[0]
+        assert result.extra["windows"] >= 2  # 64-token context: the window slid
+    assert made and {type(cache) for cache in made} == {StaticCache, DynamicCache}
+    assert pieces["static"] == pieces["dynamic"]
+
+
+def test_window_cache_defaults_to_static_and_takes_a_crop(model):
+    from transformers import StaticCache
+
+    from gigapiano.generation.long_context import window_cache
+
+    cache = window_cache(model, 32, None)
+    assert isinstance(cache, StaticCache) and cache.get_max_length() == 32
+    ids = torch.tensor([join_notes(random_notes(random.Random(3), 6))])
     with torch.no_grad():
-        outs = [[model(ids[:, :20], cache=c).logits] for c in caches]
-        for start in range(20, 44, 4):
-            for out, cache in zip(outs, caches, strict=True):
-                out.append(model(ids[:, start : start + 4], cache=cache).logits)
-    for dynamic, preallocated in zip(*outs, strict=True):
-        torch.testing.assert_close(preallocated, dynamic)
-    assert caches[1].get_seq_length() == 44
-    caches[1].crop(-4)
-    assert caches[1].get_seq_length() == 40
-    with pytest.raises(ValueError, match="cannot hold"):
-        with torch.no_grad():
-            model(ids[:, :30], cache=preallocated_cache(model.config.num_hidden_layers, 16))
-
-
-def test_typical_step_width_is_four_when_inpainting_and_one_when_free():
-    plan = NotePlan([NoteSpec(dt=4, dur=2)] * 5)
-    assert TokenSchedule.build([SEP_ID, 1, 1, 60], 5, plan).typical_step_width() == 4
-    assert TokenSchedule.build([SEP_ID, 1, 1, 60], 5, None).typical_step_width() == 1
-
-
-@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="this torch build has no MKL")
-def test_packed_linears_match_plain_linears_and_are_restored(model):
-    from gigapiano.generation.cpu_linear import packed_linears
-
-    ids = torch.tensor([join_notes(random_notes(random.Random(4), 10))])
-    with torch.no_grad():
-        windows = (ids[:, :24], ids[:, 20:24])
-        plain = [model(window, use_cache=False).logits for window in windows]
-        with packed_linears(model, 4) as active:
-            assert active and "forward" in model.model.layers[0].mlp.fc_in.__dict__
-            packed = [model(window, use_cache=False).logits for window in windows]
-    torch.testing.assert_close(packed[0], plain[0], rtol=0, atol=0)  # other row counts: the plain kernel
-    torch.testing.assert_close(packed[1], plain[1], rtol=1e-4, atol=1e-4)
-    assert all("forward" not in m.__dict__ for m in model.modules() if isinstance(m, torch.nn.Linear))
-    with packed_linears(model, 3) as active:  # no faster kernel for 3 rows: nothing packed
-        assert not active
-    half = GigaPianoForCausalLM(GigaPianoConfig.from_preset("tiny")).to(torch.bfloat16)
-    with packed_linears(half, 4) as active:  # only fp32 is packed
-        assert not active
+        model(ids, cache=cache)
+        cache.crop(-4)
+        assert int(cache.get_seq_length()) == ids.shape[1] - 4
+        logits = model(ids[:, -4:], cache=cache).logits
+        full = model(ids, use_cache=False).logits[:, -4:]
+    torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)

@@ -60,7 +60,9 @@ def test_full_model_folder_holds_weights_code_tokenizer_card_handler_and_records
         "AutoModelForCausalLM": "modeling_gigapiano.GigaPianoForCausalLM",
     }
     assert config["use_cache"] is True and config["pad_token_id"] is None  # separators are never padding
-    assert "pad_token_id" not in json.loads((published_tiny_repo / "generation_config.json").read_text())
+    generation = json.loads((published_tiny_repo / "generation_config.json").read_text())
+    assert "pad_token_id" not in generation
+    assert generation["cache_implementation"] == "static"  # train.py saved the fast generation defaults
     tokenizer_config = json.loads((published_tiny_repo / "tokenizer_config.json").read_text())
     assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_gigapiano.GigaPianoTokenizer"
     assert tokenizer_config["model_max_length"] == config["max_position_embeddings"] == 64

@@ -293,6 +293,8 @@ def test_convert_save_and_load_in_fresh_offline_process(upstream_sd, tmp_path):
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_gigapiano.GigaPianoForCausalLM"
     assert (out / "modeling_gigapiano.py").exists() and (out / "configuration_gigapiano.py").exists()
     assert (out / "model.safetensors").exists()
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["cache_implementation"] == "static"  # the fast generation defaults
     with pytest.raises(FileExistsError, match="not empty"):
         convert_checkpoint(checkpoint, out)
 

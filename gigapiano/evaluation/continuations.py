@@ -2,10 +2,10 @@
 
 All prompts have the same number of notes (they are excerpts of the test performances), so the rows of one
 batch are aligned: every row is a prompt, and one `generate()` call samples all its new tokens on the
-library's preallocated key/value cache (`gigapiano.generation.cache`), with the library's
-`NoteStructureLogitsProcessor` (its default ranges: valid `<sep> dt dur pitch` notes, and whatever pitch
-range the library enforces by default), the library's `SamplingOptions` and, on the CPU, its packed linear
-layers. Separators come out of the processor with probability 1, exactly as the library's `sample_notes`
+cache the library's sampler would use (`window_cache`: the model's saved default, a static cache), with the
+library's `NoteStructureLogitsProcessor` (its default ranges: valid `<sep> dt dur pitch` notes, and whatever
+pitch range the library enforces by default) and the library's `SamplingOptions`. Separators come out of the
+processor with probability 1, exactly as the library's `sample_notes`
 appends them. A prompt plus its continuation that does not fit the model's context falls back to the
 library's sliding-window `sample_notes`, one prompt at a time.
 
@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
 from gigapiano.generation import NoteStructureLogitsProcessor, SamplingOptions, is_well_formed, sample_notes
-from gigapiano.generation.cache import preallocated_cache
-from gigapiano.generation.cpu_linear import packed_linears
+from gigapiano.generation.long_context import sampler_owned_cache, window_cache
 from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 logger = logging.getLogger(__name__)
@@ -93,8 +92,8 @@ def _batched(
     device = model.device
     rows = torch.tensor(prompts, dtype=torch.long, device=device)
     processor = NoteStructureLogitsProcessor(rows.shape[1])
-    cache = preallocated_cache(model.config.num_hidden_layers, int(model.config.max_position_embeddings))
-    with packed_linears(model, rows.shape[0]):
+    with sampler_owned_cache(model) as implementation:
+        cache = window_cache(model, int(model.config.max_position_embeddings), implementation)
         output = model.generate(
             rows,
             attention_mask=torch.ones_like(rows),  # the separator doubles as pad id: never infer a mask

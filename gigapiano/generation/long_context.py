@@ -10,23 +10,25 @@ for every token instead.
 
 When the window would pass `max_position_embeddings`, the sampler keeps its most recent `keep_fraction`
 (cut so that it starts on a separator), encodes that window once into a fresh cache and carries on. The
-cache is preallocated for the window (see `cache.py`), so steps do not copy it, and on the CPU the linear
-layers use weights packed for the usual step width (see `cpu_linear.py`).
+cache is the kind the model's generation defaults name (`generation_config.cache_implementation`, saved
+as `static` with every converted or trained model): transformers' `StaticCache`, sized to the window
+once, so steps write into it instead of copying it; a model whose defaults name another cache gets
+transformers' `DynamicCache`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
+from transformers import DynamicCache, GenerationConfig, LogitsProcessorList, PreTrainedModel, StaticCache
+from transformers.cache_utils import Cache
 
 from .anti_copy import AntiCopy
-from .cache import preallocated_cache
-from .cpu_linear import packed_linears
 from .grammar import PIANO_PITCH_RANGE, SEP_ID, next_phase, tokens_to_finish
 from .processors import NotePlan, NoteStructureLogitsProcessor
 
@@ -88,18 +90,31 @@ class TokenSchedule:
     def __len__(self) -> int:
         return len(self.phases)
 
-    def typical_step_width(self) -> int:
-        """Most common number of new tokens per cached forward: the last sampled token plus the known
-        tokens appended after it (4 when inpainting: pitch, separator, dt, duration)."""
-        widths: Counter[int] = Counter()
-        forced_run = 0
-        for value in self.forced:
-            if value is None:
-                widths[1 + forced_run] += 1
-                forced_run = 0
-            else:
-                forced_run += 1
-        return widths.most_common(1)[0][0] if widths else 1
+
+def window_cache(model: PreTrainedModel, capacity: int, implementation: str | None) -> Cache:
+    """A fresh cache for one context window of `capacity` positions, of the `implementation` the model's
+    generation defaults name: a `StaticCache` unless they name another one (old folders name none, and a
+    window's size is known, so they get the static one too)."""
+    if implementation in (None, "static"):
+        return StaticCache(config=model.config, max_cache_len=capacity)
+    return DynamicCache(config=model.config)
+
+
+@contextmanager
+def sampler_owned_cache(model: PreTrainedModel) -> Iterator[str | None]:
+    """Within the block, `generate()` accepts the cache the sampler passes (and keeps across calls); yields
+    the cache implementation the model's generation defaults name, for `window_cache`.
+
+    transformers refuses a cache object while the model's generation config names a cache implementation,
+    so the setting is lifted for the block and restored after it, also after an error.
+    """
+    config = model.generation_config
+    saved = getattr(config, "cache_implementation", None)
+    config.cache_implementation = None
+    try:
+        yield saved
+    finally:
+        config.cache_implementation = saved
 
 
 def window_start(ids: list[int], keep: int) -> int:
@@ -162,9 +177,7 @@ def sample_notes(
     first_new, start, cache, windows, done = len(context), 0, None, 0, 0
     elapsed = torch.zeros(batch_size, dtype=torch.long, device=device)  # dt steps generated so far
     progress = tqdm(total=num_notes, unit="note", desc="generating", disable=not show_progress, leave=False)
-    # with anti-copy every call re-encodes the kept note and its separator: 4 tokens per row
-    width = 4 if anti_copy is not None else schedule.typical_step_width()
-    with packed_linears(model, batch_size * width), progress as bar:
+    with sampler_owned_cache(model) as cache_implementation, progress as bar:
         while done < len(schedule):
             # 1. known tokens: appended now, encoded together with the next sampled token
             forced = []
@@ -197,7 +210,7 @@ def sample_notes(
                         f"{max_context}-token context."
                     )
             if cache is None:
-                cache = preallocated_cache(model.config.num_hidden_layers, max_context)
+                cache = window_cache(model, max_context, cache_implementation)
                 windows += 1
             # 3. sample the run of free tokens on the cache
             window = sequence[:, start:]
@@ -220,7 +233,7 @@ def sample_notes(
                 knn_fallbacks += fallbacks
                 # the rows sampled different tokens in this call: forget them, they are re-encoded next call
                 for layer in cache.layers:
-                    layer.crop(window.shape[1] - layer.get_seq_length())
+                    layer.crop(window.shape[1] - int(layer.get_seq_length()))
             bar.update(sum(phase == 2 for phase in schedule.phases[counted:done]))
             for index in range(counted, done):
                 if schedule.phases[index] == 0:
@@ -234,4 +247,11 @@ def sample_notes(
     return sequence[::candidates, first_new:].cpu(), windows
 
 
-__all__ = ["SamplingOptions", "TokenSchedule", "sample_notes", "window_start"]
+__all__ = [
+    "SamplingOptions",
+    "TokenSchedule",
+    "sample_notes",
+    "sampler_owned_cache",
+    "window_cache",
+    "window_start",
+]

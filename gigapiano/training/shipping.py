@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from modeling_gigapiano import apply_fast_generation_defaults
 from tokenization import GigaPianoTokenizer
 
 from ..hub.model_card import write_model_card
@@ -93,6 +94,7 @@ def export_model(run_dir: Path, target: Path, dtype: torch.dtype = torch.float16
     model = AutoModelForCausalLM.from_pretrained(run_dir, trust_remote_code=True, dtype=torch.float32)
     model.config.pad_token_id = None
     model.generation_config.pad_token_id = None
+    apply_fast_generation_defaults(model.generation_config)
     if target.exists():
         shutil.rmtree(target)
     model.to(dtype).save_pretrained(target)

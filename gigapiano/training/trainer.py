@@ -30,6 +30,7 @@ from datasets import DatasetDict, concatenate_datasets
 from peft import PeftModel
 from transformers import Trainer, TrainerCallback, TrainerState, default_data_collator, set_seed
 
+from modeling_gigapiano import apply_fast_generation_defaults
 from tokenization import GigaPianoTokenizer
 
 from ..data import (
@@ -360,6 +361,8 @@ def save_final_model(trainer: Trainer, model_args: GigaPianoModelArguments, outp
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is not None:
             config.pad_token_id = None
+    if getattr(model, "generation_config", None) is not None:
+        apply_fast_generation_defaults(model.generation_config)  # the fastest correct generate() path
     if isinstance(model, PeftModel):
         model.peft_config["default"].base_model_name_or_path = base_model_reference(model_args.base_model)
         if model_args.merge_lora:

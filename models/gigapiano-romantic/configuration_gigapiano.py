@@ -182,4 +182,17 @@ class GigaPianoConfig(PretrainedConfig):
 
 GigaPianoConfig.register_for_auto_class()
 
-__all__ = ["GigaPianoConfig", "PRESETS"]
+# Generation defaults saved in `generation_config.json` next to every converted, trained or exported model.
+# A static cache (allocated once per `generate()` call, written in place) is the fastest correct path
+# measured on the CPU, in fp32 and bf16 (bench/bench_generate.py, docs/benchmarks.md); on a GPU,
+# transformers compiles the decoding steps on a static cache by itself.
+FAST_GENERATION_DEFAULTS = {"cache_implementation": "static"}
+
+
+def apply_fast_generation_defaults(generation_config: Any) -> None:
+    """Write `FAST_GENERATION_DEFAULTS` into a model's `GenerationConfig` (before `save_pretrained`)."""
+    for name, value in FAST_GENERATION_DEFAULTS.items():
+        setattr(generation_config, name, value)
+
+
+__all__ = ["FAST_GENERATION_DEFAULTS", "GigaPianoConfig", "PRESETS", "apply_fast_generation_defaults"]
