@@ -8,13 +8,15 @@ are here: a logits processor that masks every id breaking `<sep> dt dur pitch` (
 well formed, the same guarantee as the project's `NoteStructureLogitsProcessor`) and keeps generated
 pitches on the piano keyboard (21..108 unless `min_pitch` / `max_pitch` widen it), a sampling loop
 that slides the window when the context is full, the anti-copy rule of the `knn` mode (the project's
-`AntiCopy`) and a logits processor that mixes in the base model for `style_strength` (the project's
-`StyleMixture`).
+`AntiCopy`), a logits processor that mixes in the base model for `style_strength` (the project's
+`StyleMixture`) and the motif memory (the project's `MotifMemoryLogitsProcessor`: pitches that would take
+up a motif of the prompt are favoured, `motif_memory` 0 turns it off).
 
 Request (JSON):
 
     {"inputs": "<base64 MIDI file>" | null,
-     "parameters": {"max_new_notes": 128, "temperature": 0.9, "top_k": 0, "top_p": 1.0, "seed": 0,
+     "parameters": {"max_new_notes": 128, "temperature": 0.9, "top_k": 0, "top_p": 1.0, "motif_memory": 40,
+                    "seed": 0,
                     "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108,
                     "style_strength": 1.0, "mode": "continue" | "knn",
                     "knn_candidates": 4, "knn_threshold": 0.1, "knn_memory_tokens": 256}}
@@ -100,6 +102,9 @@ PIANO_PITCH_RANGE = (21, 108)
 #: Default sampling, the library's (`gigapiano.generation.settings`, chosen in docs/sampling.md).
 DEFAULT_TEMPERATURE = 0.9
 DEFAULT_TOP_P = 1.0
+#: Default motif-memory boost, the library's (see `MotifMemoryProcessor`), and the largest accepted.
+DEFAULT_MOTIF_MEMORY = 40.0
+MAX_MOTIF_BOOST = 1000.0
 #: Largest prompt MIDI file accepted (bytes, after base64 decoding).
 MAX_MIDI_BYTES = 1_000_000
 #: Upper bounds of the generation parameters (one request must stay a few seconds on a GPU).
@@ -146,6 +151,7 @@ PARAMETERS: dict[str, tuple[type, Any, float | None, float | None]] = {
     "temperature": (float, DEFAULT_TEMPERATURE, 0.0, 5.0),
     "top_k": (int, 0, 0, 128),
     "top_p": (float, DEFAULT_TOP_P, 1e-6, 1.0),
+    "motif_memory": (float, DEFAULT_MOTIF_MEMORY, 0.0, MAX_MOTIF_BOOST),
     "seed": (int, None, 0, 2**31 - 1),
     "num_variations": (int, 1, 1, MAX_VARIATIONS),
     "velocity": (int, 90, 1, 127),
@@ -169,6 +175,47 @@ class EndpointInputError(ValueError):
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(f"{status_code} {_STATUS_TEXT.get(status_code, 'Error')}: {message}")
         self.status_code = status_code
+
+
+class MotifMemoryProcessor(LogitsProcessor):
+    """The project's motif memory: before a pitch, the places of the prompt (notes before `remember_until`)
+    where the latest 2-6 pitch steps occurred propose the step that followed there (longer matches weigh 4x
+    per extra step); each proposed pitch's probability is multiplied by `1 + boost * its share`. Put it
+    before the grammar mask."""
+
+    def __init__(self, boost: float) -> None:
+        self.boost = boost
+        self.remember_until = 0  # set by the sampler for each window
+
+    def proposals(self, pitches: list[int], remembered: int) -> dict[int, float]:
+        """Proposed next pitch -> share, after `pitches` (only steps that led to one of the first
+        `remembered` pitches)."""
+        steps = [later - earlier for earlier, later in zip(pitches[:-1], pitches[1:], strict=True)]
+        weights: dict[int, float] = {}
+        for place in range(2, min(len(steps), remembered - 1)):  # steps[place] followed the match
+            length = 0
+            while length < 6 and place - 1 - length >= 0 and steps[place - 1 - length] == steps[-1 - length]:
+                length += 1
+            if length >= 2:
+                target = pitches[-1] + steps[place]
+                if 0 <= target < 128:
+                    weights[target] = weights.get(target, 0.0) + 4.0 ** (length - 2)
+        total = sum(weights.values())
+        return {pitch: weight / total for pitch, weight in weights.items()}
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.boost == 0:
+            return scores
+        scores = scores.clone()
+        for row, ids in enumerate(input_ids.tolist()):
+            seps = [i for i, token in enumerate(ids) if token == SEP_ID]
+            if not seps or len(ids) - 1 - seps[-1] != 2:  # not right after `<sep> dt dur`
+                continue
+            positions = [i + 3 for i in seps if i + 3 < len(ids)]
+            remembered = sum(position < self.remember_until for position in positions)
+            for pitch, share in self.proposals([ids[i] for i in positions], remembered).items():
+                scores[row, pitch] += math.log1p(self.boost * share)
+        return scores
 
 
 class NoteGrammarLogitsProcessor(LogitsProcessor):
@@ -401,7 +448,21 @@ def window_start(ids: list[int], keep: int) -> int:
     return next((i for i in range(start, len(ids)) if ids[i] == SEP_ID), start)
 
 
-def sample_continuation(
+def sample_continuation(model: Any, context: list[int], num_notes: int, **options: Any) -> list[list[int]]:
+    """`_sample_continuation` (see there). Its knn loop passes its own cache to `generate()`, which
+    transformers refuses while the model's saved generation defaults name a cache implementation (the
+    project saves `static`): the name is lifted for the call and restored after it, also after an error."""
+    config = model.generation_config
+    saved = getattr(config, "cache_implementation", None)
+    if options.get("anti_copy") is not None:
+        config.cache_implementation = None
+    try:
+        return _sample_continuation(model, context, num_notes, **options)
+    finally:
+        config.cache_implementation = saved
+
+
+def _sample_continuation(
     model: Any,
     context: list[int],
     num_notes: int,
@@ -410,6 +471,7 @@ def sample_continuation(
     temperature: float = DEFAULT_TEMPERATURE,
     top_k: int = 0,
     top_p: float = DEFAULT_TOP_P,
+    motif_memory: float = 0.0,
     pitch_range: tuple[int, int] = PIANO_PITCH_RANGE,
     time_limit_s: float | None = None,
     cpu_limit_s: float | None = None,
@@ -429,8 +491,9 @@ def sample_continuation(
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     cpu_deadline = None if cpu_limit_s is None else time.process_time() + cpu_limit_s
     stopping = StoppingCriteriaList([CpuTimeCriteria(cpu_deadline)] if cpu_deadline is not None else [])
+    memory = MotifMemoryProcessor(motif_memory)
     processors = LogitsProcessorList(
-        [*([mix] if mix is not None else []), NoteGrammarLogitsProcessor(pitch_range)]
+        [*([mix] if mix is not None else []), memory, NoteGrammarLogitsProcessor(pitch_range)]
     )
     max_context = int(model.config.max_position_embeddings)
     keep = max(4, int(max_context * KEEP_FRACTION))
@@ -448,6 +511,7 @@ def sample_continuation(
         if sequence.shape[1] - start + room > max_context:
             start, cache = window_start(sequence[0].tolist(), keep), None
         window = sequence[:, start:]
+        memory.remember_until = len(context) - start  # the prompt's part of the window
         steps = min(max_context - window.shape[1], target - sequence.shape[1])
         if anti_copy is not None:  # the rest of the open note (3 tokens unless a budget cut a call short)
             steps = 4 - sequence.shape[1] % 4
@@ -701,6 +765,7 @@ class EndpointHandler:
                 temperature=params["temperature"],
                 top_k=params["top_k"],
                 top_p=params["top_p"],
+                motif_memory=params["motif_memory"],
                 pitch_range=(params["min_pitch"], params["max_pitch"]),
                 time_limit_s=self.time_limit_s,
                 cpu_limit_s=cpu_limit_s,

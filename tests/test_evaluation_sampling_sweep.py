@@ -48,6 +48,22 @@ def test_recommend_takes_the_lowest_mean_distance_over_styles():
     assert recommend(results) == "b"
 
 
+def test_recommend_requires_half_the_real_motif_reuse_when_some_setting_has_it():
+    def entry(distance: float, reuse: float) -> dict:
+        return {"distance": distance, "stats": {"motif_reuse": reuse}}
+
+    real = {style: {"stats": {"motif_reuse": 0.1}} for style in ("baroque", "romantic")}
+    results = {
+        "baroque": {"off": entry(0.2, 0.01), "memory": entry(0.5, 0.06), "weak": entry(0.3, 0.06)},
+        "romantic": {"off": entry(0.3, 0.01), "memory": entry(0.4, 0.05), "weak": entry(0.3, 0.04)},
+    }
+    assert recommend(results, real) == "memory"  # "weak" falls short for romantic (0.04 < 0.5 x 0.1)
+    assert recommend(results) == "off"
+    for style in results:
+        results[style]["memory"]["stats"]["motif_reuse"] = 0.0
+    assert recommend(results, real) == "off"  # nobody reaches the floor: the plain lowest distance
+
+
 def test_grid_values_are_checked():
     with pytest.raises(ValueError, match="top_ps"):
         SamplingSweepArguments(top_ps=[1.5])

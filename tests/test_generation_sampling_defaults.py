@@ -7,7 +7,12 @@ from gigapiano.evaluation.arguments import GigaPianoEvaluationArguments
 from gigapiano.evaluation.continuations import SamplingSetup
 from gigapiano.generation import GenerationSettings
 from gigapiano.generation.arguments import GenerateArguments
-from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from gigapiano.generation.settings import (
+    DEFAULT_MOTIF_MEMORY,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    MAX_MOTIF_BOOST,
+)
 
 
 def test_library_cli_and_evaluation_share_the_measured_default():
@@ -27,3 +32,5 @@ def test_inference_handler_restates_the_library_default():
     assert (handler.DEFAULT_TEMPERATURE, handler.DEFAULT_TOP_P) == (DEFAULT_TEMPERATURE, DEFAULT_TOP_P)
     assert handler.PARAMETERS["temperature"][1] == DEFAULT_TEMPERATURE
     assert handler.PARAMETERS["top_p"][1] == DEFAULT_TOP_P
+    assert handler.DEFAULT_MOTIF_MEMORY == handler.PARAMETERS["motif_memory"][1] == DEFAULT_MOTIF_MEMORY
+    assert handler.MAX_MOTIF_BOOST == MAX_MOTIF_BOOST

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from gigapiano.generation.settings import DEFAULT_MOTIF_MEMORY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 from .memorization import COPY_KEYS
 
@@ -63,6 +63,10 @@ class GigaPianoEvaluationArguments:
     top_p: float = field(
         default=DEFAULT_TOP_P,
         metadata={"help": f"Nucleus sampling filter (1.0 = off). Default: the library's, {DEFAULT_TOP_P}."},
+    )
+    motif_memory: float = field(
+        default=DEFAULT_MOTIF_MEMORY,
+        metadata={"help": f"Motif-memory boost (0 = off). Default: the library's, {DEFAULT_MOTIF_MEMORY:g}."},
     )
     generation_batch_size: int = field(
         default=64, metadata={"help": "Continuations (prompt x seed) sampled per batch. Default: 64."}

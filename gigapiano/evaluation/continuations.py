@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList
 
 from gigapiano.generation import NoteStructureLogitsProcessor, SamplingOptions, is_well_formed, sample_notes
 from gigapiano.generation.long_context import sampler_owned_cache, window_cache
-from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from gigapiano.generation.settings import DEFAULT_MOTIF_MEMORY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +40,7 @@ class SamplingSetup:
         temperature: Sampling temperature (1.0 = the model's distribution; default: the library's).
         top_k: Top-k filter (0 = off).
         top_p: Nucleus filter (1.0 = off).
+        motif_memory: Motif-memory boost (0 = off; default: the library's).
         batch_size: Rows (prompt x seed) per `generate()` call.
     """
 
@@ -50,10 +50,11 @@ class SamplingSetup:
     top_k: int = 0
     top_p: float = DEFAULT_TOP_P
     batch_size: int = 64
+    motif_memory: float = DEFAULT_MOTIF_MEMORY
 
     @property
     def sampling(self) -> SamplingOptions:
-        return SamplingOptions(self.temperature, self.top_k, self.top_p)
+        return SamplingOptions(self.temperature, self.top_k, self.top_p, self.motif_memory)
 
     @classmethod
     def from_arguments(cls, args: Any) -> SamplingSetup:
@@ -65,6 +66,7 @@ class SamplingSetup:
             args.top_k,
             args.top_p,
             args.generation_batch_size,
+            args.motif_memory,
         )
 
 
@@ -99,7 +101,7 @@ def _batched(
             attention_mask=torch.ones_like(rows),  # the separator doubles as pad id: never infer a mask
             cache=cache,
             generation_config=setup.sampling.generation_config(new_tokens),
-            logits_processor=LogitsProcessorList([processor]),
+            logits_processor=setup.sampling.logits_processors(processor, rows.shape[1]),
         )
     return output[:, rows.shape[1] :].cpu().tolist()
 

@@ -96,6 +96,7 @@ def _settings(results: dict[str, Any]) -> str:
         f"{args['prompts_per_piece']} per performance), each continued with {args['new_notes']} new notes "
         f"once per seed ({seeds}): the base model continues every prompt, a style model its own style's. "
         f"Sampling: temperature {args['temperature']}, top-k {args['top_k']}, top-p {args['top_p']}, "
+        f"motif memory {args.get('motif_memory', 0):g} (remembering the prompt), "
         "grammar-constrained. Intervals: 95% bootstrap over performances "
         f"({args['bootstrap_resamples']} resamples, seed {args['bootstrap_seed']}); differences paired."
     )

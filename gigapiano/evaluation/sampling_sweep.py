@@ -46,6 +46,8 @@ MATCHED_STATS: tuple[str, ...] = (
     "polyphony",
     "notes_per_second",
 )
+#: A default must take up the prompt's motifs at least this share as often as the real continuations do.
+MOTIF_REUSE_FLOOR = 0.5
 REPORT_START = "<!-- sampling-sweep:start -->"
 REPORT_END = "<!-- sampling-sweep:end -->"
 
@@ -62,12 +64,18 @@ class SamplingSweepArguments:
         default_factory=lambda: [1.0, 0.95, 0.9],
         metadata={"help": "Nucleus (top-p) values to try (1.0 = off). Default: 1.0 0.95 0.9."},
     )
+    motif_memories: list[float] = field(
+        default_factory=lambda: [0.0],
+        metadata={"help": "Motif-memory boosts to try (0 = off). Default: 0."},
+    )
 
     def __post_init__(self) -> None:
         if not self.temperatures or any(not 0 < t <= 10 for t in self.temperatures):
             raise ValueError(f"--temperatures must be in (0, 10], got {self.temperatures}.")
         if not self.top_ps or any(not 0 < p <= 1 for p in self.top_ps):
             raise ValueError(f"--top_ps must be in (0, 1], got {self.top_ps}.")
+        if not self.motif_memories or any(not 0 <= m <= 1000 for m in self.motif_memories):
+            raise ValueError(f"--motif_memories must be in [0, 1000], got {self.motif_memories}.")
 
 
 def distance_to_real(
@@ -99,14 +107,26 @@ def mean_stats(rows: Sequence[dict], names: Sequence[str] = MATCHED_STATS) -> di
     return means
 
 
-def recommend(results: dict[str, dict[str, dict]]) -> str:
-    """The setting key with the lowest distance to real averaged over the styles."""
-    settings = next(iter(results.values())).keys()
-    return min(settings, key=lambda key: float(np.mean([results[s][key]["distance"] for s in results])))
+def recommend(results: dict[str, dict[str, dict]], real: dict[str, dict] | None = None) -> str:
+    """The setting key with the lowest distance to real averaged over the styles, among the settings whose
+    continuations take up the prompt's motifs at least `MOTIF_REUSE_FLOOR` times as often as the real
+    continuations do in every style (all settings when none does, or without `real`)."""
+    settings = list(next(iter(results.values())).keys())
+
+    def reuses_motifs(key: str) -> bool:
+        return all(
+            results[style][key]["stats"]["motif_reuse"]
+            >= MOTIF_REUSE_FLOOR * real[style]["stats"]["motif_reuse"]
+            for style in results
+        )
+
+    eligible = [key for key in settings if real is not None and reuses_motifs(key)] or settings
+    return min(eligible, key=lambda key: float(np.mean([results[s][key]["distance"] for s in results])))
 
 
-def setting_key(temperature: float, top_p: float) -> str:
-    return f"temperature {temperature:g}, top_p {top_p:g}"
+def setting_key(temperature: float, top_p: float, motif_memory: float = 0.0) -> str:
+    key = f"temperature {temperature:g}, top_p {top_p:g}"
+    return key + (f", motif memory {motif_memory:g}" if motif_memory else "")
 
 
 def run_sampling_sweep(
@@ -152,32 +172,37 @@ def run_sampling_sweep(
         }
         model = load_evaluation_model(folders[style], args.device)
         results[style] = {}
-        for temperature in grid.temperatures:
-            for top_p in grid.top_ps:
-                setup = SamplingSetup(
-                    args.new_notes, tuple(args.seeds), temperature, 0, top_p, args.generation_batch_size
-                )
-                key = setting_key(temperature, top_p)
-                generated = continue_prompts(
-                    model, [p.ids for p in chosen], setup, args.progress, f"{style} {key}"
-                )
-                stats = [continuation_stats(chosen[c.prompt_index].ids, c.ids) for c in generated]
-                labels = classifier.predict([c.ids for c in generated])
-                results[style][key] = {
-                    "temperature": temperature,
-                    "top_p": top_p,
-                    "n": len(generated),
-                    "stats": mean_stats(stats),
-                    "style_share": float(np.mean([label == style for label in labels])),
-                    "distance": distance_to_real(stats, real_stats),
-                    "well_formed": float(np.mean([c.well_formed for c in generated])),
-                }
-                logger.info("%s, %s: distance to real %.3f", style, key, results[style][key]["distance"])
+        grid_points = [
+            (temperature, top_p, memory)
+            for temperature in grid.temperatures
+            for top_p in grid.top_ps
+            for memory in grid.motif_memories
+        ]
+        for temperature, top_p, memory in grid_points:
+            setup = SamplingSetup(
+                args.new_notes, tuple(args.seeds), temperature, 0, top_p, args.generation_batch_size, memory
+            )
+            key = setting_key(temperature, top_p, memory)
+            ids = [p.ids for p in chosen]
+            generated = continue_prompts(model, ids, setup, args.progress, f"{style} {key}")
+            stats = [continuation_stats(chosen[c.prompt_index].ids, c.ids) for c in generated]
+            labels = classifier.predict([c.ids for c in generated])
+            results[style][key] = {
+                "temperature": temperature,
+                "top_p": top_p,
+                "motif_memory": memory,
+                "n": len(generated),
+                "stats": mean_stats(stats),
+                "style_share": float(np.mean([label == style for label in labels])),
+                "distance": distance_to_real(stats, real_stats),
+                "well_formed": float(np.mean([c.well_formed for c in generated])),
+            }
+            logger.info("%s, %s: distance to real %.3f", style, key, results[style][key]["distance"])
         del model
         gc.collect()
     run = describe_run(args, command)
     run["wall_seconds"] = round(time.time() - started, 1)
-    return {"run": run, "real": real, "settings": results, "recommended": recommend(results)}
+    return {"run": run, "real": real, "settings": results, "recommended": recommend(results, real)}
 
 
 def _cell(value: float, digits: int = 3) -> str:
@@ -198,7 +223,9 @@ def render_sweep(results: dict[str, Any]) -> str:
         f"Command: `{run['command']}` ({run['date']}, {run['wall_seconds']:.0f} s, {run['threads']} threads, "
         f"seeds {seeds}).",
         "",
-        f"**Recommended default: {results['recommended']}** (lowest distance to real, mean over the styles).",
+        f"**Recommended default: {results['recommended']}** (lowest distance to real, mean over the styles, "
+        f"among the settings whose motif reuse is at least {MOTIF_REUSE_FLOOR:g} x the real continuations' "
+        "in every style).",
         "",
     ]
     for style, settings in results["settings"].items():
@@ -266,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(
         (GigaPianoEvaluationArguments, SamplingSweepArguments),
         prog="python -m gigapiano.evaluation.sampling_sweep",
-        description="Choose the default sampling (temperature, top-p) on the styles' VALIDATION prompts: "
-        "musical statistics and style share of the style models' continuations per setting, beside the real "
-        "continuations.",
+        description="Choose the default sampling (temperature, top-p, motif memory) on the styles' "
+        "VALIDATION prompts: musical statistics and style share of the style models' continuations per "
+        "setting, beside the real continuations.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parsed = parse_flags(parser, argv)

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 
 from .audio import SYNTHESIZER_CHOICES
 from .grammar import PIANO_PITCH_RANGE
-from .settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, KEEP_CHOICES, MODES, GenerationSettings
+from .settings import (
+    DEFAULT_MOTIF_MEMORY,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    KEEP_CHOICES,
+    MODES,
+    GenerationSettings,
+)
 from .style_spec import StyleBlend
 
 
@@ -100,6 +107,14 @@ class GenerateArguments:
     top_p: float = field(
         default=DEFAULT_TOP_P,
         metadata={"help": "Nucleus sampling: the smallest set of legal ids with this probability (1 = off)."},
+    )
+    motif_memory: float = field(
+        default=DEFAULT_MOTIF_MEMORY,
+        metadata={
+            "help": "How strongly pitches take up the prompt's motifs (0 = off): the steps that followed "
+            "the latest pitch steps elsewhere in the prompt get up to 1 + this times their probability. "
+            f"Default: {DEFAULT_MOTIF_MEMORY:g} (chosen by measurement, docs/sampling.md)."
+        },
     )
     seed: int | None = field(
         default=None, metadata={"help": "Random seed (None: drawn at random and recorded in the JSON)."}
@@ -259,6 +274,7 @@ class GenerateArguments:
             temperature=self.temperature,
             top_k=self.top_k,
             top_p=self.top_p,
+            motif_memory=self.motif_memory,
             seed=self.seed,
             num_variations=self.num_variations,
             keep=self.keep,

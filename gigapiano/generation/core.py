@@ -55,7 +55,7 @@ def generate_continuation(
             f"Mode {settings.mode!r} would generate {job.num_notes} notes; the limit is {MAX_NEW_NOTES}: "
             "pass max_new_notes or seconds to use the start of the prompt."
         )
-    sampling = SamplingOptions(settings.temperature, settings.top_k, settings.top_p)
+    sampling = SamplingOptions(settings.temperature, settings.top_k, settings.top_p, settings.motif_memory)
     logger.info(
         "mode=%s: %d note(s) x %d variation(s), seed %d, pitches %d..%d",
         settings.mode,

@@ -30,7 +30,7 @@ from transformers.cache_utils import Cache
 
 from .anti_copy import AntiCopy
 from .grammar import PIANO_PITCH_RANGE, SEP_ID, next_phase, tokens_to_finish
-from .processors import NotePlan, NoteStructureLogitsProcessor
+from .processors import MotifMemoryLogitsProcessor, NotePlan, NoteStructureLogitsProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,17 @@ class SamplingOptions:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    motif_memory: float = 0.0
+
+    def logits_processors(
+        self, grammar: NoteStructureLogitsProcessor, prompt_end: int | None = None
+    ) -> LogitsProcessorList:
+        """The motif memory (when on; it remembers the notes before `prompt_end`, all when None), then the
+        grammar, which has the last word on legal ids."""
+        processors = []
+        if self.motif_memory > 0:
+            processors.append(MotifMemoryLogitsProcessor(self.motif_memory, remember_until=prompt_end))
+        return LogitsProcessorList([*processors, grammar])
 
     def generation_config(self, max_new_tokens: int) -> GenerationConfig:
         """A complete config, so that nothing is filled in from a model's `generation_config.json`."""
@@ -222,7 +233,7 @@ def sample_notes(
                 attention_mask=torch.ones_like(window),  # the separator doubles as pad id: never infer a mask
                 cache=cache,
                 generation_config=sampling.generation_config(run),
-                logits_processor=LogitsProcessorList([processor]),
+                logits_processor=sampling.logits_processors(processor, max(0, first_new - start)),
             )
             sequence = torch.cat([sequence, output[:, window.shape[1] :]], dim=1)
             counted, done = done - len(forced), done + run

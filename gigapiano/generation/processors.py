@@ -19,6 +19,7 @@ import torch
 from transformers import LogitsProcessor
 
 from .grammar import PHASE_RANGES, PIANO_PITCH_RANGE, SEP_ID, check_pitch_range
+from .settings import MAX_MOTIF_BOOST
 
 
 def _phase_bounds(pitch_range: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,4 +165,107 @@ class NoteStructureLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(illegal, float("-inf"))
 
 
-__all__ = ["NotePlan", "NoteSpec", "NoteStructureLogitsProcessor"]
+class MotifMemoryLogitsProcessor(LogitsProcessor):
+    """Favours the pitches that would take up a motif of the prompt (a memory of its pitch steps).
+
+    The shipped models hardly copy: an excerpt repeated verbatim is predicted barely better the second
+    time, so on their own their continuations almost never take up a motif of the prompt (docs/sampling.md).
+    Before each pitch, this processor looks for the places in the remembered notes (the prompt, in token
+    order) where the latest `min_match` or more pitch steps occurred, and proposes for each the step that
+    followed there, applied to the current pitch (so a motif can also come back at another pitch level, as
+    in a sequence). Longer matches count `match_base` times more per extra step; the proposals form a
+    distribution `q`. The model's probability of each proposed pitch is then multiplied by `1 + boost * q`
+    (and the distribution renormalised): the model still judges what fits (a proposal it finds unlikely,
+    say out of key, stays unlikely), the memory tips the balance toward the prompt's motifs. Pitches are
+    left alone where nothing matches; the grammar processor that runs after it decides what is legal.
+
+    Args:
+        boost: how strongly proposals are favoured (0 = off).
+        remember_until: only the notes before this position of `input_ids` are remembered (the prompt, so
+            that the continuation takes up the prompt's motifs without feeding on its own and looping);
+            None remembers the whole context.
+        min_match: pitch steps that must match before a place is remembered.
+        max_match: longest match counted.
+        match_base: weight factor per matched step beyond `min_match`.
+    """
+
+    def __init__(
+        self,
+        boost: float,
+        remember_until: int | None = None,
+        min_match: int = 2,
+        max_match: int = 6,
+        match_base: float = 4.0,
+    ) -> None:
+        if not 0 <= boost <= MAX_MOTIF_BOOST:  # also refuses NaN
+            raise ValueError(f"motif memory boost must be in [0, {MAX_MOTIF_BOOST:g}], got {boost}.")
+        self.boost = float(boost)
+        self.remember_until = remember_until
+        self.min_match, self.max_match, self.match_base = min_match, max_match, match_base
+
+    def memory(
+        self, pitches: Sequence[int], vocab_size: int, remembered: int | None = None
+    ) -> torch.Tensor | None:
+        """The memory's distribution over ids for the pitch after `pitches`, or None without a match; only
+        steps that led to one of the first `remembered` pitches (all when None) are proposed."""
+        values = torch.as_tensor(list(pitches), dtype=torch.long)
+        count = values.numel()
+        if count < self.min_match + 2:
+            return None
+        steps = values[1:] - values[:-1]  # steps[i] leads from pitch i to pitch i + 1
+        # Place j (the pitch at index j + 1 followed earlier) matches when the steps before it equal the
+        # latest steps: steps[j - 1 - t] == steps[-1 - t] for t < length.
+        latest = steps.flip(0)[: self.max_match]
+        last_place = steps.numel() if remembered is None else min(steps.numel(), remembered - 1)
+        candidates = torch.arange(self.min_match, max(self.min_match, last_place))
+        length = torch.zeros(candidates.numel(), dtype=torch.long)
+        running = torch.ones(candidates.numel(), dtype=torch.bool)
+        for t in range(latest.numel()):
+            index = candidates - 1 - t
+            valid = index >= 0
+            equal = valid & (steps[index.clamp(min=0)] == latest[t])
+            running &= equal
+            length += running.long()
+        chosen = length >= self.min_match
+        if not bool(chosen.any()):
+            return None
+        targets = values[-1] + steps[candidates[chosen]]
+        weights = self.match_base ** (length[chosen] - self.min_match).double()
+        inside = (targets >= 0) & (targets < vocab_size)
+        if not bool(inside.any()):
+            return None
+        distribution = torch.zeros(vocab_size, dtype=torch.double)
+        distribution.index_add_(0, targets[inside], weights[inside])
+        return (distribution / distribution.sum()).float()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.boost == 0:
+            return scores
+        batch, length = input_ids.shape
+        is_sep = input_ids == SEP_ID
+        positions = torch.arange(length, device=input_ids.device)
+        last_sep = torch.where(is_sep, positions, -1).amax(dim=1)
+        at_pitch = (last_sep >= 0) & (length - 1 - last_sep == 2)  # `<sep> dt dur` seen: a pitch comes next
+        if not bool(at_pitch.any()):
+            return scores
+        scores = scores.clone()
+        rows = input_ids.cpu()
+        for row in torch.nonzero(at_pitch).flatten().tolist():
+            seps = torch.nonzero(rows[row] == SEP_ID).flatten()
+            pitch_positions = seps[seps + 3 < length] + 3
+            remembered = None
+            if self.remember_until is not None:
+                remembered = int((pitch_positions < self.remember_until).sum())
+            memory = self.memory(rows[row, pitch_positions].tolist(), scores.shape[-1], remembered)
+            if memory is not None:
+                scores[row] += torch.log1p(self.boost * memory.to(scores.device)).to(scores.dtype)
+        return scores
+
+
+__all__ = [
+    "MAX_MOTIF_BOOST",
+    "MotifMemoryLogitsProcessor",
+    "NotePlan",
+    "NoteSpec",
+    "NoteStructureLogitsProcessor",
+]

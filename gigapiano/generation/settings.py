@@ -24,6 +24,14 @@ DEFAULT_MAX_NEW_NOTES = 256
 #: repetitive texture of 0.8 or of top-p 0.9).
 DEFAULT_TEMPERATURE = 0.9
 DEFAULT_TOP_P = 1.0
+#: Default boost of the motif memory (`MotifMemoryLogitsProcessor`), chosen with the temperature on the
+#: styles' validation prompts by `python -m gigapiano.evaluation.sampling_sweep` (docs/sampling.md): of
+#: 0 / 20 / 40 at temperatures 1.0 / 0.9 / 0.8, the closest to the real music among the settings whose
+#: continuations take up the prompt's motifs at least half as often as the real ones (without it: 5-20 times
+#: less often).
+DEFAULT_MOTIF_MEMORY = 40.0
+#: Largest motif-memory boost accepted (a proposal's probability multiplied by at most 1 + this).
+MAX_MOTIF_BOOST = 1000.0
 #: With `seconds` and no `max_new_notes`, stop after this many notes per second at the latest.
 NOTES_PER_SECOND_CAP = 40
 DEFAULT_CHORD_NOTES = {"harmonize": 2, "progression": 0}
@@ -55,6 +63,10 @@ class GenerationSettings:
             higher = wilder); 0 means greedy decoding.
         top_k: sample among the k most likely legal ids of each field (0 = off).
         top_p: nucleus sampling: the smallest set of legal ids with this total probability (1.0 = off).
+        motif_memory: how strongly each pitch favours taking up a motif of the prompt (0 = off): the pitch
+            steps that followed earlier occurrences of the latest steps in the prompt have their probability
+            multiplied by up to `1 + motif_memory`, so the prompt's motifs come back, also transposed
+            (`MotifMemoryLogitsProcessor`).
         seed: random seed; `None` draws one, and the drawn value is recorded in the result.
         num_variations: independent continuations generated together as one batch.
         keep: `inpaint` only: keep each source note's `time` (dt) or `time+dur` (dt and duration).
@@ -80,6 +92,7 @@ class GenerationSettings:
     temperature: float = DEFAULT_TEMPERATURE
     top_k: int = 0
     top_p: float = DEFAULT_TOP_P
+    motif_memory: float = DEFAULT_MOTIF_MEMORY
     seed: int | None = None
     num_variations: int = 1
     keep: Literal["time", "time+dur"] = "time+dur"
@@ -106,6 +119,10 @@ class GenerationSettings:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}.")
+        if not 0 <= self.motif_memory <= MAX_MOTIF_BOOST:  # also refuses NaN
+            raise ValueError(
+                f"motif_memory must be in [0, {MAX_MOTIF_BOOST:g}] (0 = off), got {self.motif_memory}."
+            )
         if not 1 <= self.num_variations <= MAX_VARIATIONS:
             raise ValueError(f"num_variations must be in 1..{MAX_VARIATIONS}, got {self.num_variations}.")
         if self.keep not in KEEP_CHOICES:
