@@ -321,7 +321,8 @@ class GigaPianoAttention(nn.Module):
             if isinstance(query_offset, torch.Tensor):
                 query_offset = query_offset.clone() if compiling else int(query_offset)
             k, v = cache.update(k, v, self.layer_idx)
-            if not compiling and k.shape[-2] > query_offset + query_length:
+            cache_length = k.shape[-2]
+            if not compiling and cache_length > query_offset + query_length:
                 k, v, attention_mask = self._filled_part(q, k, v, attention_mask, query_offset + query_length)
 
         if (
@@ -351,6 +352,10 @@ class GigaPianoAttention(nn.Module):
             **kwargs,
         )
         context = context.reshape(batch, query_length, width)
+        if weights is not None and cache is not None and weights.shape[-1] < cache_length:
+            # Attention ran on the filled part of a static cache: report weights over the whole cache, as a
+            # compiled step does (zeros on the empty tail, which the mask hides anyway).
+            weights = F.pad(weights, (0, cache_length - weights.shape[-1]))
         return _linear(self.out_proj, context), weights
 
     @staticmethod
