@@ -352,7 +352,12 @@ class GigaPianoAttention(nn.Module):
             **kwargs,
         )
         context = context.reshape(batch, query_length, width)
-        if weights is not None and cache is not None and weights.shape[-1] < cache_length:
+        if (
+            weights is not None
+            and cache is not None
+            and weights.shape[-1] < cache_length
+            and self.config._attn_implementation == "eager"  # weights are only reported for eager
+        ):
             # Attention ran on the filled part of a static cache: report weights over the whole cache, as a
             # compiled step does (zeros on the empty tail, which the mask hides anyway).
             weights = F.pad(weights, (0, cache_length - weights.shape[-1]))
