@@ -6,12 +6,12 @@
 
 Upload a MIDI file (or pick an example), choose style, style strength (0 = the base model, 1 = the style
 model, up to 2 exaggerates), optionally a second style to blend in, mode (`knn`: continuation that does not
-repeat recent notes), temperature, length, seed and (under "More settings") the pitch range, and press
-Generate: the page shows the piano roll, plays the audio (when FluidSynth and a SoundFont are installed)
-and offers the MIDI file. Requests are queued and show their progress. A strength other than 1 needs the
-base model (`gigapiano-base/` in the models folder, or `base=...` in `--models`). Which models: `--models`
-(or `$GIGAPIANO_MODELS`), else `--models_dir` (or `$GIGAPIANO_MODELS_DIR`), else `demo_models.json` next to
-this file (what `publish.py space` writes into a Space), else the project's `models/`. On Hugging Face
+repeat recent notes), temperature, length, seed and (under "More settings") the pitch range and the motif
+memory, and press Generate: the page shows the piano roll, plays the audio (when FluidSynth and a SoundFont
+are installed) and offers the MIDI file. Requests are queued and show their progress. A strength other than 1
+needs the base model (`gigapiano-base/` in the models folder, or `base=...` in `--models`). Which models:
+`--models` (or `$GIGAPIANO_MODELS`), else `--models_dir` (or `$GIGAPIANO_MODELS_DIR`), else `demo_models.json`
+next to this file (what `publish.py space` writes into a Space), else the project's `models/`. On Hugging Face
 Spaces this file is the app (`app_file: app.py`); the logic lives in `gigapiano.hub.demo`.
 """
 
@@ -31,8 +31,10 @@ from gigapiano.hub.demo import (  # noqa: E402 - after the environment default a
     BASE_STYLE,
     DEFAULT_EXAMPLES_DIR,
     DEFAULT_MODELS_DIR,
+    DEFAULT_MOTIF_MEMORY,
     DEFAULT_TEMPERATURE,
     DEMO_MODES,
+    MAX_DEMO_MOTIF_MEMORY,
     MAX_NEW_NOTES,
     MAX_STYLE_STRENGTH,
     MAX_UPLOAD_BYTES,
@@ -107,6 +109,7 @@ def build_demo(
         seed,
         min_pitch,
         max_pitch,
+        motif_memory,
         progress=progress_tracker,
     ):
         try:
@@ -130,6 +133,7 @@ def build_demo(
                 style_strength=strength,
                 blend_with=blend_with,
                 blend_share=blend_share,
+                motif_memory=motif_memory,
                 soundfont=soundfont,
                 show_progress=True,
             )
@@ -217,6 +221,14 @@ def build_demo(
                         step=1,
                         label="Highest generated pitch (MIDI note; 108 = C8, the piano's highest key)",
                     )
+                    motif_memory = gr.Slider(
+                        0,
+                        MAX_DEMO_MOTIF_MEMORY,
+                        value=DEFAULT_MOTIF_MEMORY,
+                        step=5,
+                        label="Motif memory (0 = off): how strongly the prompt's motifs come back",
+                        elem_id="motif-memory",
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 summary = gr.Markdown(elem_id="summary")
@@ -225,7 +237,7 @@ def build_demo(
                 midi = gr.File(label="Download MIDI", interactive=False, elem_id="midi-download")
         # in the order of generate's parameters
         inputs = [upload, example, style, strength, blend_with, blend_share, mode, temperature, length, seed,
-                  min_pitch, max_pitch]  # fmt: skip
+                  min_pitch, max_pitch, motif_memory]  # fmt: skip
         button.click(
             generate,
             inputs=inputs,

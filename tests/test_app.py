@@ -142,11 +142,18 @@ def test_improvising_without_a_prompt_and_refusing_bad_settings(catalog, tmp_pat
     result = run_demo_generation(catalog, "baroque", "continue", None, max_new_notes=8, output_root=tmp_path)
     assert len(split_notes(GigaPianoTokenizer().encode_midi(result.midi))) == 8
     assert "improvised without a prompt" in result.summary and isinstance(result.settings["seed"], int)
+    assert result.settings["motif_memory"] == 40.0  # the library's default
+    prompt = FUR_ELISE.read_bytes()
+    plain = run_demo_generation(
+        catalog, "baroque", "continue", prompt, max_new_notes=8, motif_memory=0, output_root=tmp_path
+    )
+    assert plain.settings["motif_memory"] == 0.0
     bad = [
         (dict(mode="inpaint", prompt=None), "works on a prompt"),
         (dict(temperature=3.0), "Temperature must be between 0 and 2"),
         (dict(max_new_notes=100_000), "Length must be 1..512"),
         (dict(seed=-5), "Seed must be a whole number"),
+        (dict(motif_memory=-1.0), "Motif memory must be between 0 and 200"),
         (dict(mode="fugue"), "Unknown mode 'fugue'"),
         (dict(prompt=b"MThd\0\0\0\6broken"), "not a usable MIDI file"),
     ]

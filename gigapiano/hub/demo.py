@@ -25,7 +25,7 @@ from gigapiano.generation.grammar import PIANO_PITCH_RANGE, check_pitch_range
 from gigapiano.generation.outputs import marker_text, provenance, roll_panel, write_midi
 from gigapiano.generation.pianoroll import save_pianoroll
 from gigapiano.generation.resolve import load_model, load_tokenizer
-from gigapiano.generation.settings import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from gigapiano.generation.settings import DEFAULT_MOTIF_MEMORY, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from gigapiano.generation.style_mix import BASE_STYLE, StyleMixture
 from gigapiano.generation.style_spec import MAX_STYLE_STRENGTH, StyleBlend
 
@@ -173,6 +173,10 @@ class DemoResult:
     summary: str
     settings: dict[str, Any]
     record: dict[str, Any] = field(default_factory=dict)
+
+
+#: The demo's motif-memory slider goes up to this (the library accepts more).
+MAX_DEMO_MOTIF_MEMORY = 200.0
 
 
 def check_settings(
@@ -342,6 +346,7 @@ def run_demo_generation(
     style_strength: float = 1.0,
     blend_with: str | None = None,
     blend_share: float = 0.5,
+    motif_memory: float = DEFAULT_MOTIF_MEMORY,
     output_root: str | Path | None = None,
     soundfont: str | None = None,
     show_progress: bool = False,
@@ -357,6 +362,8 @@ def run_demo_generation(
         min_pitch / max_pitch: inclusive range of generated pitches (MIDI numbers; default the piano).
         style_strength / blend_with / blend_share: style as a dial (`demo_style_blend`): 0 = the base
             model, 1 = the style model, up to 2 exaggerates; a second style and its share of the mix.
+        motif_memory: how strongly the prompt's motifs come back (0 = off .. `MAX_DEMO_MOTIF_MEMORY`; see
+            `GenerationSettings.motif_memory`).
         output_root: where request folders go (default: `<tmp>/gigapiano-demo`).
         soundfont: SoundFont for the WAV (default: the Debian General MIDI one when installed).
         show_progress: let a tqdm bar count notes (the UI turns it into a progress bar).
@@ -367,6 +374,10 @@ def run_demo_generation(
     """
     max_new_notes, seed = check_settings(mode, temperature, max_new_notes, seed)
     min_pitch, max_pitch = check_pitch_range_input(min_pitch, max_pitch)
+    if motif_memory is None or not 0 <= float(motif_memory) <= MAX_DEMO_MOTIF_MEMORY:
+        raise DemoInputError(
+            f"Motif memory must be between 0 and {MAX_DEMO_MOTIF_MEMORY:g}, got {motif_memory}."
+        )
     if prompt is None and mode in ("inpaint", "harmonize"):
         raise DemoInputError(f"The {mode} mode works on a prompt: upload a MIDI file or pick an example.")
     blend = demo_style_blend(catalog, style, style_strength, blend_with, blend_share)
@@ -386,6 +397,7 @@ def run_demo_generation(
             max_new_notes=max_new_notes,
             temperature=float(temperature),
             top_p=DEFAULT_TOP_P,
+            motif_memory=float(motif_memory),
             seed=seed,
             min_pitch=min_pitch,
             max_pitch=max_pitch,
@@ -432,6 +444,7 @@ __all__ = [
     "DemoInputError",
     "DemoResult",
     "MAX_BLEND_STYLES",
+    "MAX_DEMO_MOTIF_MEMORY",
     "MAX_LOADED_MODELS",
     "MAX_NEW_NOTES",
     "MAX_STYLE_STRENGTH",
