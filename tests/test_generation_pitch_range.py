@@ -382,12 +382,13 @@ def test_web_demo_offers_bounded_pitch_sliders_wired_to_generation(biased_model_
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the demo's request folders go under the test's folder
     monkeypatch.setattr("tempfile.tempdir", None)
     demo = app.build_demo(ModelCatalog({"biased": str(biased_model_dir)}))
-    (event,) = [fn for fn in demo.fns.values() if len(fn.inputs) == 12]
-    low, high = event.inputs[-2:]
+    (event,) = [fn for fn in demo.fns.values() if len(fn.inputs) == 13]
+    low, high, memory = event.inputs[-3:]
     assert (low.minimum, low.maximum, low.value) == (1, 126, 21)
     assert (high.minimum, high.maximum, high.value) == (1, 126, 108)
+    assert (memory.minimum, memory.value) == (0, 40.0)  # the motif memory, at the library's default
     args = (None, app.NO_EXAMPLE, "biased", 1.0, app.NO_BLEND, 0.5, "continue", 1.0, 8, 3)
-    _, _, midi, _ = event.fn(*args, 1, 126, progress=lambda *a, **k: None)
+    _, _, midi, _ = event.fn(*args, 1, 126, 40.0, progress=lambda *a, **k: None)
     assert set(midi_pitches(Path(midi))) - set(PIANO)
     with pytest.raises(gr.Error, match="Lowest pitch 90 is above highest pitch 30"):
-        event.fn(*args, 90, 30, progress=lambda *a, **k: None)
+        event.fn(*args, 90, 30, 40.0, progress=lambda *a, **k: None)
