@@ -30,6 +30,17 @@ def _phase_bounds(pitch_range: tuple[int, int]) -> tuple[torch.Tensor, torch.Ten
     return low, high
 
 
+def _next_fields(input_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, `(phase, last_sep)`: the field of the next token (0 dt, 1 dur, 2 pitch, 3 separator), read as
+    its distance from the last separator (a row without one starts a note), and that separator's position
+    (-1 when none)."""
+    length = input_ids.shape[1]
+    positions = torch.arange(length, device=input_ids.device)
+    last_sep = torch.where(input_ids == SEP_ID, positions, -1).amax(dim=1)
+    phase = (length - 1 - last_sep).clamp(max=3)
+    return torch.where(last_sep < 0, 3, phase), last_sep
+
+
 @dataclass(frozen=True)
 class NoteSpec:
     """Constraints on one generated note; `None` leaves a field to the model.
@@ -135,13 +146,9 @@ class NoteStructureLogitsProcessor(LogitsProcessor):
         self._low, self._high = _phase_bounds(self.pitch_range)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        batch, length = input_ids.shape
         device = input_ids.device
         is_sep = input_ids == SEP_ID
-        positions = torch.arange(length, device=device)
-        last_sep = torch.where(is_sep, positions, -1).amax(dim=1)  # (batch,), -1 when none
-        phase = (length - 1 - last_sep).clamp(max=3)
-        phase = torch.where(last_sep < 0, 3, phase)  # no separator at all: start a note
+        phase, last_sep = _next_fields(input_ids)
         low = self._low.to(device)[phase]
         high = self._high.to(device)[phase]
 
@@ -241,11 +248,8 @@ class MotifMemoryLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.boost == 0:
             return scores
-        batch, length = input_ids.shape
-        is_sep = input_ids == SEP_ID
-        positions = torch.arange(length, device=input_ids.device)
-        last_sep = torch.where(is_sep, positions, -1).amax(dim=1)
-        at_pitch = (last_sep >= 0) & (length - 1 - last_sep == 2)  # `<sep> dt dur` seen: a pitch comes next
+        length = input_ids.shape[1]
+        at_pitch = _next_fields(input_ids)[0] == 2  # `<sep> dt dur` seen: a pitch comes next
         if not bool(at_pitch.any()):
             return scores
         scores = scores.clone()
