@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..cli import OneLineErrorParser
+from ..generation.settings import MAX_MOTIF_BOOST
 from .arguments import GigaPianoEvaluationArguments
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ class SamplingSweepArguments:
             raise ValueError(f"--temperatures must be in (0, 10], got {self.temperatures}.")
         if not self.top_ps or any(not 0 < p <= 1 for p in self.top_ps):
             raise ValueError(f"--top_ps must be in (0, 1], got {self.top_ps}.")
-        if not self.motif_memories or any(not 0 <= m <= 1000 for m in self.motif_memories):
-            raise ValueError(f"--motif_memories must be in [0, 1000], got {self.motif_memories}.")
+        if not self.motif_memories or any(not 0 <= m <= MAX_MOTIF_BOOST for m in self.motif_memories):
+            raise ValueError(
+                f"--motif_memories must be in [0, {MAX_MOTIF_BOOST:g}], got {self.motif_memories}."
+            )
 
 
 def distance_to_real(
