@@ -5,10 +5,12 @@ where it stopped, and finished stages are skipped):
 
     python -m gigapiano.training.shipping --maestro_dir ../shared/maestro/maestro-v3.0.0
 
-1. the base, in four stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
+1. the base, in six stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
    MAESTRO training performance of every composer, 512-token windows), `base_medium_1024.yaml` (the same
    weights continued at the full 1024-token context), then `base_medium_512_more.yaml` and
-   `base_medium_1024_final.yaml` (a second pass over the data, warm-restarted, again 512 then 1024 tokens);
+   `base_medium_1024_more.yaml` (a second pass over the data, warm-restarted, again 512 then 1024 tokens),
+   then `base_medium_512_third.yaml` (a third pass, training windows transposed by up to 3 semitones) and
+   `base_medium_1024_final.yaml` (back to 1024 tokens in the recorded keys);
 2. per style, fine-tunes of that base on all of the composer's training performances: upstream-style
    top blocks (`style_medium_blocks.yaml`), LoRA merged into the weights (`style_medium_lora.yaml`) and
    every parameter (`style_medium_full.yaml`); `--methods` picks which;
@@ -50,6 +52,8 @@ BASE_STAGES = (
     ("configs/train/base_medium_512.yaml", "gigapiano-base-512"),
     ("configs/train/base_medium_1024.yaml", "gigapiano-base-1024"),
     ("configs/train/base_medium_512_more.yaml", "gigapiano-base-512-more"),
+    ("configs/train/base_medium_1024_more.yaml", "gigapiano-base-1024-more"),
+    ("configs/train/base_medium_512_third.yaml", "gigapiano-base-512-third"),
     ("configs/train/base_medium_1024_final.yaml", "gigapiano-base"),
 )
 RECORD_FILES = (
