@@ -175,8 +175,9 @@ class NoteStructureLogitsProcessor(LogitsProcessor):
 class MotifMemoryLogitsProcessor(LogitsProcessor):
     """Favours the pitches that would take up a motif of the prompt (a memory of its pitch steps).
 
-    The shipped models hardly copy: an excerpt repeated verbatim is predicted barely better the second
-    time, so on their own their continuations almost never take up a motif of the prompt (docs/sampling.md).
+    Small models copy little from their context (the previous release predicted an excerpt repeated
+    verbatim barely better the second time, and its continuations almost never took up a motif of the
+    prompt; docs/sampling.md).
     Before each pitch, this processor looks for the places in the remembered notes (the prompt, in token
     order) where the latest `min_match` or more pitch steps occurred, and proposes for each the step that
     followed there, applied to the current pitch (so a motif can also come back at another pitch level, as
