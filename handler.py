@@ -15,7 +15,7 @@ up a motif of the prompt are favoured, `motif_memory` 0 turns it off).
 Request (JSON):
 
     {"inputs": "<base64 MIDI file>" | null,
-     "parameters": {"max_new_notes": 128, "temperature": 0.9, "top_k": 0, "top_p": 1.0, "motif_memory": 40,
+     "parameters": {"max_new_notes": 128, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "motif_memory": 40,
                     "seed": 0,
                     "num_variations": 1, "velocity": 90, "audio": true, "min_pitch": 21, "max_pitch": 108,
                     "style_strength": 1.0, "mode": "continue" | "knn",
@@ -100,7 +100,7 @@ FIELD_RANGES = ((0, 126), (1, 126), (1, 126))
 #: Default range of generated pitches (MIDI note numbers): the piano keyboard, A0..C8.
 PIANO_PITCH_RANGE = (21, 108)
 #: Default sampling, the library's (`gigapiano.generation.settings`, chosen in docs/sampling.md).
-DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 #: Default motif-memory boost, the library's (see `MotifMemoryProcessor`), and the largest accepted.
 DEFAULT_MOTIF_MEMORY = 40.0

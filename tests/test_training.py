@@ -425,6 +425,32 @@ def test_shipping_summary_reads_every_run_record(trained_tiny_run, tmp_path):
     assert f"{results['eval_loss']:.4f}" in rows[len(stages) - 1]
 
 
+def test_a_multi_stage_base_card_lists_every_stage(trained_tiny_run, tmp_path):
+    from gigapiano.training.shipping import STAGES_FILE, export_model, write_stages
+
+    first, last = tmp_path / "stage-512", tmp_path / "stage-1024"
+    for run in (first, last):
+        shutil.copytree(trained_tiny_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    info = json.loads((first / "run_info.json").read_text())
+    info["arguments"]["data"]["transpose"] = 3
+    info["arguments"]["model"]["base_model"] = "scratch:tiny"
+    (first / "run_info.json").write_text(json.dumps(info))
+    last_info = json.loads((last / "run_info.json").read_text())
+    last_info["arguments"]["model"]["base_model"] = str(first)
+    (last / "run_info.json").write_text(json.dumps(last_info))
+    write_stages([("configs/a.yaml", first), ("configs/b.yaml", last)])
+    records = json.loads((last / STAGES_FILE).read_text())
+    assert [(r["config"], r["transpose"]) for r in records] == [("configs/a.yaml", 3), ("configs/b.yaml", 0)]
+    data = info["arguments"]["data"]
+    batch = info["arguments"]["training"]["per_device_train_batch_size"]
+    assert records[0]["tokens"] == info["global_step"] * batch * data["window_length"]
+    card = (export_model(last, tmp_path / "shipped") / "README.md").read_text()
+    assert (tmp_path / "shipped" / STAGES_FILE).exists()
+    assert "last of 2 training stages" in card and "| 1 | `configs/a.yaml` |" in card
+    assert "trained from scratch in 2 stages" in card and "fine-tuned" not in card.split("\n## ")[0]
+    assert "none in this last stage; earlier, random transposition of the training windows: stage 1" in card
+
+
 # Smoothed losses of a real LR range test (compact base, romantic style, top 2 blocks, 1e-6 .. 3e-2 in 40
 # geometric steps): flat and noisy for four decades, a shallow descent, then the blow-up.
 ROMANTIC_SWEEP = [

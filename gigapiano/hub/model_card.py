@@ -45,6 +45,8 @@ METRIC_NAMES = {"loss": "eval_loss", "accuracy": "eval_accuracy", "perplexity": 
 LOCAL_PREFIXES = ("models", "runs", "outputs", "datasets", "spaces")
 #: Dataset id used in the model-index when the card is a draft without a dataset repo.
 DRAFT_DATASET_TYPE = "maestro-v3.0.0"
+#: A multi-stage training's record of every stage (written by `gigapiano.training.shipping`).
+STAGES_FILE = "training_stages.json"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -57,6 +59,22 @@ def _format_seconds(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _augmentation(transpose: int, stages: list[dict[str, Any]]) -> str:
+    """The card's augmentation line: this run's, and for a multi-stage training each stage's that had one."""
+    line = "none"
+    if transpose:
+        line = f"random transposition of training windows by up to ±{transpose} semitones"
+    earlier = [
+        f"stage {number} by up to ±{stage['transpose']}"
+        for number, stage in enumerate(stages[:-1], start=1)
+        if stage.get("transpose")
+    ]
+    if earlier:
+        line += " in this last stage; earlier, random transposition of the training windows: "
+        line += ", ".join(earlier) + " semitones"
+    return line
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -92,6 +110,14 @@ def run_styles(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
+
+
+def _provenance(from_scratch: bool, lineage_from_scratch: bool, stages: int) -> str:
+    if from_scratch:
+        return "trained from scratch"
+    if lineage_from_scratch:
+        return f"trained from scratch in {stages} stages"
+    return "fine-tuned"
 
 
 def _local_base_config(base_model: str) -> dict[str, Any]:
@@ -155,6 +181,7 @@ def card_values(
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: {run_dir} is not a finished train.py run.")
     info, results = _read_json(info_path), _read_json(results_path)
+    stages = json.loads((run_dir / STAGES_FILE).read_text()) if (run_dir / STAGES_FILE).exists() else []
     pieces = _read_json(run_dir / "pieces.json")
     styles = run_styles(run_dir)
     arguments = info.get("arguments", {})
@@ -166,6 +193,8 @@ def card_values(
         or _local_base_config(recorded_base)  # an adapter: the context is the base model's
     )
     from_scratch = recorded_base.startswith("scratch:")
+    # a staged base: the first stage says where the whole lineage started
+    lineage_from_scratch = bool(stages) and str(stages[0].get("started_from", "")).startswith("scratch:")
     base_model = base_model_id or (recorded_base if is_hub_id(recorded_base) else None)
     is_adapter = (run_dir / "adapter_config.json").exists()
     style_names = [s.get("display_name", s.get("name", "")) for s in styles] or [
@@ -184,7 +213,8 @@ def card_values(
         "model_name": repo_id.split("/")[-1] if repo_id else run_dir.name,
         "repo_id": repo_id or f"<namespace>/{run_dir.name}",
         "summary": (
-            f"A GIGA-Piano piano-music model {'trained from scratch' if from_scratch else 'fine-tuned'} "
+            f"A GIGA-Piano piano-music model "
+            f"{_provenance(from_scratch, lineage_from_scratch, len(stages))} "
             f"on MAESTRO performances in the style **{' + '.join(style_names)}**."
         ),
         "style_display_name": " + ".join(style_names),
@@ -220,11 +250,9 @@ def card_values(
         "learning_rate": info.get("learning_rate", float("nan")),
         "lr_auto": (run_dir / "lr_find.json").exists(),
         "schedule": training_args.get("schedule", "one_cycle").replace("_", "-"),
-        "augmentation": (
-            f"random transposition of training windows by up to ±{data_args['transpose']} semitones"
-            if data_args.get("transpose")
-            else "none"
-        ),
+        "augmentation": _augmentation(data_args.get("transpose", 0), stages),
+        "stages": stages,
+        "total_tokens": sum(stage.get("tokens", 0) for stage in stages),
         "hardware": info.get("hardware", "unknown"),
         "wall_time": _format_seconds(info.get("wall_seconds")),
         "git_commit": info.get("git_commit"),

@@ -55,6 +55,7 @@ RECORD_FILES = (
     "loss_curves.png",
     "lr_find.json",
     "lr_find.png",
+    "training_stages.json",
 )
 REDACTED_JSON = ("run_info.json", "trainer_state.json")
 FILE_DESCRIPTIONS = {
@@ -85,6 +86,7 @@ FILE_DESCRIPTIONS = {
     "loss_curves.png": "training and validation loss",
     "lr_find.json": "learning-rate range test result",
     "lr_find.png": "learning-rate range test plot",
+    "training_stages.json": "every stage of a multi-stage training, in order: settings and validation loss",
 }
 
 

@@ -5,12 +5,13 @@ where it stopped, and finished stages are skipped):
 
     python -m gigapiano.training.shipping --maestro_dir ../shared/maestro/maestro-v3.0.0
 
-1. the base, in six stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
+1. the base, in eight stages: `configs/train/base_medium_512.yaml` (the medium preset from scratch on every
    MAESTRO training performance of every composer, 512-token windows), `base_medium_1024.yaml` (the same
    weights continued at the full 1024-token context), then `base_medium_512_more.yaml` and
    `base_medium_1024_more.yaml` (a second pass over the data, warm-restarted, again 512 then 1024 tokens),
    then `base_medium_512_third.yaml` (a third pass, training windows transposed by up to 3 semitones) and
-   `base_medium_1024_final.yaml` (back to 1024 tokens in the recorded keys);
+   `base_medium_1024_third.yaml` (back to 1024 tokens in the recorded keys), then the same again for a
+   fourth pass: `base_medium_512_fourth.yaml` and `base_medium_1024_final.yaml`;
 2. per style, fine-tunes of that base on all of the composer's training performances: upstream-style
    top blocks (`style_medium_blocks.yaml`), LoRA merged into the weights (`style_medium_lora.yaml`) and
    every parameter (`style_medium_full.yaml`); `--methods` picks which;
@@ -54,6 +55,8 @@ BASE_STAGES = (
     ("configs/train/base_medium_512_more.yaml", "gigapiano-base-512-more"),
     ("configs/train/base_medium_1024_more.yaml", "gigapiano-base-1024-more"),
     ("configs/train/base_medium_512_third.yaml", "gigapiano-base-512-third"),
+    ("configs/train/base_medium_1024_third.yaml", "gigapiano-base-1024-third"),
+    ("configs/train/base_medium_512_fourth.yaml", "gigapiano-base-512-fourth"),
     ("configs/train/base_medium_1024_final.yaml", "gigapiano-base"),
 )
 RECORD_FILES = (
@@ -65,7 +68,10 @@ RECORD_FILES = (
     "lr_find.png",
     "lr_find.json",
     "trainer_state.json",
+    "training_stages.json",
 )
+#: Written into the base's last run: every stage's settings and result, so its card can tell the whole story.
+STAGES_FILE = "training_stages.json"
 
 
 def run_train(config: str, output_dir: Path, maestro_dir: str, *extra: str) -> Path:
@@ -109,6 +115,38 @@ def export_model(run_dir: Path, target: Path, dtype: torch.dtype = torch.float16
     write_model_card(target)
     logger.info("Exported %s -> %s", run_dir, target)
     return target
+
+
+def stage_record(config: str, run_dir: Path) -> dict:
+    """One base stage as its card shows it: config, steps, tokens, learning rate, augmentation, result."""
+    info = json.loads((run_dir / "run_info.json").read_text())
+    results = json.loads((run_dir / "all_results.json").read_text())
+    data, training = info["arguments"]["data"], info["arguments"]["training"]
+    batch = (
+        training.get("per_device_train_batch_size", 0)
+        * info.get("world_size", 1)
+        * training.get("gradient_accumulation_steps", 1)
+    )
+    return {
+        "run": run_dir.name,
+        "config": config,
+        "started_from": str(info["arguments"]["model"].get("base_model", "")),
+        "steps": info["global_step"],
+        "window_length": data["window_length"],
+        "batch_size": batch,
+        "tokens": info["global_step"] * batch * data["window_length"],
+        "learning_rate": info["learning_rate"],
+        "transpose": data.get("transpose", 0),
+        "wall_seconds": info.get("wall_seconds"),
+        "eval_loss": results["eval_loss"],
+    }
+
+
+def write_stages(stages: list[tuple[str, Path]]) -> Path:
+    """`training_stages.json` in the last stage's folder: the records of every `(config, run)`, in order."""
+    path = stages[-1][1] / STAGES_FILE
+    path.write_text(json.dumps([stage_record(config, run) for config, run in stages], indent=2) + "\n")
+    return path
 
 
 def validation_loss(run_dir: Path) -> float:
@@ -165,9 +203,12 @@ def ship_all(
 ) -> dict:
     """Run the whole recipe; returns the selection record written to `models/selection.json`."""
     previous: Path | None = None
+    stage_dirs = []
     for config, name in BASE_STAGES:
         extra = ("--base_model", str(previous)) if previous is not None else ()
         previous = run_train(config, runs_dir / name, maestro_dir, *extra)
+        stage_dirs.append((config, previous))
+    write_stages(stage_dirs)
     base_model = export_model(previous, models_dir / "gigapiano-base")
     selection: dict[str, dict] = {}
     for style in styles:
