@@ -207,8 +207,8 @@ def test_style_strength_0_is_the_base_model_and_1_the_style_model(blend_catalog,
         max_new_notes=12,
         seed=5,
         output_root=tmp_path,
-        temperature=0.9,
-    )  # fmt: skip  (a fixed temperature: the seeded draws below must not hinge on the library's default)
+        temperature=0.9,  # fixed, so the seeded draws below do not hinge on the library's default
+    )
     base = generate("base")
     weakest = generate("baroque", style_strength=0)
     plain = generate("baroque", style_strength=1)

@@ -112,6 +112,16 @@ def run_styles(run_dir: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
 
 
+def effective_batch_size(info: dict[str, Any]) -> int:
+    """Training windows per optimiser step of a run, from its `run_info.json` record."""
+    training = info.get("arguments", {}).get("training", {})
+    return (
+        training.get("per_device_train_batch_size", 0)
+        * info.get("world_size", 1)
+        * training.get("gradient_accumulation_steps", 1)
+    )
+
+
 def _provenance(from_scratch: bool, lineage_from_scratch: bool, stages: int) -> str:
     if from_scratch:
         return "trained from scratch"
@@ -244,9 +254,7 @@ def card_values(
         "global_step": info.get("global_step", 0),
         "train_windows": results.get("train_windows", 0),
         "window_length": data_args.get("window_length", 1024),
-        "batch_size": training_args.get("per_device_train_batch_size", 0)
-        * info.get("world_size", 1)
-        * training_args.get("gradient_accumulation_steps", 1),
+        "batch_size": effective_batch_size(info),
         "learning_rate": info.get("learning_rate", float("nan")),
         "lr_auto": (run_dir / "lr_find.json").exists(),
         "schedule": training_args.get("schedule", "one_cycle").replace("_", "-"),

@@ -37,7 +37,7 @@ from transformers import AutoModelForCausalLM
 from modeling_gigapiano import apply_fast_generation_defaults
 from tokenization import GigaPianoTokenizer
 
-from ..hub.model_card import write_model_card
+from ..hub.model_card import STAGES_FILE, effective_batch_size, write_model_card
 from .arguments import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ RECORD_FILES = (
     "lr_find.png",
     "lr_find.json",
     "trainer_state.json",
-    "training_stages.json",
+    STAGES_FILE,  # the base's record of every stage, written into its last run (`write_stages`)
 )
-#: Written into the base's last run: every stage's settings and result, so its card can tell the whole story.
-STAGES_FILE = "training_stages.json"
 
 
 def run_train(config: str, output_dir: Path, maestro_dir: str, *extra: str) -> Path:
@@ -121,12 +119,7 @@ def stage_record(config: str, run_dir: Path) -> dict:
     """One base stage as its card shows it: config, steps, tokens, learning rate, augmentation, result."""
     info = json.loads((run_dir / "run_info.json").read_text())
     results = json.loads((run_dir / "all_results.json").read_text())
-    data, training = info["arguments"]["data"], info["arguments"]["training"]
-    batch = (
-        training.get("per_device_train_batch_size", 0)
-        * info.get("world_size", 1)
-        * training.get("gradient_accumulation_steps", 1)
-    )
+    data, batch = info["arguments"]["data"], effective_batch_size(info)
     return {
         "run": run_dir.name,
         "config": config,
