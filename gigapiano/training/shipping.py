@@ -1,4 +1,7 @@
-"""The recipe behind the models shipped in `models/`: a base trained on all of MAESTRO, one model per style.
+"""The CPU recipe behind the shipped models: a base trained on all of MAESTRO, one model per style.
+
+The shipped models go one step further on a GPU: `gpu_recipe.py` continues this recipe's base (stage 9) and
+fine-tunes the styles from it, and `gpu_shipping.py` exports those (docs/training.md).
 
 One command reproduces them (each stage is an ordinary `train.py` run, so an interrupted recipe resumes
 where it stopped, and finished stages are skipped):

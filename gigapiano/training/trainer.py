@@ -459,8 +459,9 @@ def training_method(model_args: GigaPianoModelArguments) -> str:
         return f"LoRA r={model_args.lora_rank} alpha={model_args.lora_alpha:g} on {targets}"
     if model_args.full_finetune or model_args.from_scratch:
         return "all parameters"
-    extra = " + final norm and head" if model_args.train_head else ""
-    return f"top {model_args.trainable_blocks} blocks{extra} (embeddings, final norm and head frozen)"
+    if model_args.train_head:
+        return f"top {model_args.trainable_blocks} blocks + final norm and head (embeddings frozen)"
+    return f"top {model_args.trainable_blocks} blocks (embeddings, final norm and head frozen)"
 
 
 def write_model_card_draft(output_dir: Path) -> Path | None:
