@@ -185,7 +185,7 @@ def ship_gpu(
     if "base" not in base:
         raise ValueError(f"{base_results}/results.json has no base phase.")
     cpu_base = models_dir / "gigapiano-base"
-    staging = runs_dir / "gpu-start"  # the CPU base the GPU stage started from, kept while models/ changes
+    staging = runs_dir / "gigapiano-base-stage8"  # the CPU base the GPU stage starts from, kept aside
     if _trained_on_gpu(cpu_base):
         if not (staging / "config.json").exists():
             raise ValueError(
