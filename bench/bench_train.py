@@ -76,6 +76,7 @@ except ImportError:  # not on Windows
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gigapiano.training.gpu_recipe import matmul_flops_per_token  # noqa: E402
 from modeling_gigapiano import GigaPianoConfig, GigaPianoForCausalLM  # noqa: E402
 from modeling_gigapiano.modeling_gigapiano import (  # noqa: E402
     GigaPianoAttention,
@@ -163,13 +164,6 @@ def parse_cases(specs: list[str]) -> list[Case]:
         length = int(length)
         cases.append(Case(preset, length, int(batch) if batch else max(1, TOKENS_PER_STEP // length)))
     return cases
-
-
-def flops_per_token(config: GigaPianoConfig, seq_len: int) -> int:
-    """Matrix-product FLOP per trained token, forward + backward (see the module docstring)."""
-    width, layers = config.hidden_size, config.num_hidden_layers
-    linear = layers * (4 * width * width + 2 * width * config.intermediate_size) + width * config.vocab_size
-    return 6 * linear + 18 * layers * seq_len * width
 
 
 def fused_attention_forward(
@@ -346,7 +340,7 @@ def time_all(
                 attention_label(variant, device),
                 variant.precision,
                 tokens_per_s,
-                tokens_per_s * flops_per_token(stepper.model.config, case.seq_len) / 1e9,
+                tokens_per_s * matmul_flops_per_token(stepper.model.config, case.seq_len) / 1e9,
                 median_usage(usages[index]),
                 ratio,
             )
@@ -451,7 +445,7 @@ def trainer_rows(case: Case, args, device: torch.device) -> tuple[Row, Row]:
     with redirect_stdout(sys.stderr):  # the Trainer prints its final metrics
         trainer.train()
     tokens = case.batch * case.seq_len
-    per_token = flops_per_token(model.config, case.seq_len)
+    per_token = matmul_flops_per_token(model.config, case.seq_len)
     rows = []
     loops = (f"Trainer ({Path(config_file).name})", "plain, between Trainer steps")
     for loop, samples in zip(loops, (timer.trainer, timer.plain), strict=True):

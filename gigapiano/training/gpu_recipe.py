@@ -152,8 +152,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def matmul_flops_per_token(config: GigaPianoConfig, window_length: int) -> float:
-    """Training FLOP per token of the matrix products (forward + backward), counted as in bench_train.py."""
+def matmul_flops_per_token(config: GigaPianoConfig, window_length: int) -> int:
+    """Training FLOP per token of the matrix products, forward + backward (bench/bench_train.py's docstring
+    explains the count; the benchmark uses this function)."""
     width, layers = config.hidden_size, config.num_hidden_layers
     linear = layers * (4 * width * width + 2 * width * config.intermediate_size) + width * config.vocab_size
     return 6 * linear + 18 * layers * window_length * width

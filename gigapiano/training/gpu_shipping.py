@@ -33,7 +33,7 @@ from modeling_gigapiano import GigaPianoForCausalLM
 
 from ..hub.model_card import STAGES_FILE
 from .arguments import PROJECT_ROOT, parse_training_args
-from .shipping import STYLES, export_model
+from .shipping import STYLES, export_model, run_row
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,14 @@ def build_run(
     machine: dict[str, Any],
 ) -> Path:
     """One run folder for GPU-trained `weights` (the architecture of `start_from`), evaluated here."""
+    from safetensors.torch import load_file
     from transformers import default_data_collator
 
     from tokenization import GigaPianoTokenizer
 
     from .metrics import build_compute_metrics, reduce_logits
     from .records import library_versions, plot_loss_curves, write_run_info, write_styles
-    from .trainer import GigaPianoTrainer, load_windows
+    from .trainer import GigaPianoTrainer, load_windows, training_method
 
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing: the GPU call did not finish this model.")
@@ -74,8 +75,6 @@ def build_run(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     model = GigaPianoForCausalLM.from_pretrained(start_from, dtype=torch.float32)
-    from safetensors.torch import load_file
-
     model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=True)
     model.save_pretrained(run_dir)
     model_args, data_args, training_args = parse_training_args(
@@ -111,8 +110,6 @@ def build_run(
     history = [{"step": p["step"], "eval_loss": p["validation_loss"]} for p in curve]
     history += [{"step": p["step"], "loss": p["loss"]} for p in record.get("training_loss", [])]
     plot_loss_curves(sorted(history, key=lambda entry: entry["step"]), run_dir / "loss_curves.png")
-    from .trainer import training_method
-
     write_run_info(
         run_dir,
         {
@@ -251,16 +248,6 @@ def ship_gpu(
     return selection
 
 
-def _row(name: str, run_dir: Path) -> str:
-    info = json.loads((run_dir / "run_info.json").read_text())
-    results = json.loads((run_dir / "all_results.json").read_text())
-    return (
-        f"| {name} | {info['training_method']} | {info['learning_rate']:.3g} | {info['global_step']} | "
-        f"{info['wall_seconds']:.0f} | {results['eval_loss']:.4f} | {results['eval_accuracy']:.3f} | "
-        f"{results['eval_perplexity']:.2f} | yes |"
-    )
-
-
 def write_gpu_summary(models_dir: Path, base_run: Path, style_runs: list[Path], selection: dict) -> Path:
     """Replace the GPU section of `models/README.md` (the CPU runs' table above it stays, unshipped)."""
     path = models_dir / "README.md"
@@ -280,13 +267,11 @@ def write_gpu_summary(models_dir: Path, base_run: Path, style_runs: list[Path], 
         "| run | training | learning rate | steps | wall s | val loss | val accuracy | val perplexity "
         "| shipped |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        _row("base stage 9 (gpu-base)", base_run),
+        run_row("base stage 9 (gpu-base)", base_run, True),
         *(
-            _row(
-                f"{run.name.removeprefix('gpu-')} ({selection[run.name.removeprefix('gpu-')]['shipped']})",
-                run,
-            )
+            run_row(f"{style} ({selection[style]['shipped']})", run, True)
             for run in style_runs
+            for style in [run.name.removeprefix("gpu-")]
         ),
         "",
     ]

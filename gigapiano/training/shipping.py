@@ -149,7 +149,8 @@ def validation_loss(run_dir: Path) -> float:
     return float(json.loads((run_dir / "all_results.json").read_text())["eval_loss"])
 
 
-def _run_row(name: str, run_dir: Path, shipped: bool) -> str:
+def run_row(name: str, run_dir: Path, shipped: bool) -> str:
+    """One `models/README.md` table row, read from a run folder's records."""
     info = json.loads((run_dir / "run_info.json").read_text())
     results = json.loads((run_dir / "all_results.json").read_text())
     return (
@@ -162,13 +163,13 @@ def _run_row(name: str, run_dir: Path, shipped: bool) -> str:
 def write_summary(selection: dict, runs_dir: Path, models_dir: Path) -> Path:
     """`models/README.md`: one table row per training run, read from the runs' records, never typed."""
     rows = [
-        _run_row(f"base stage {i + 1} ({name})", runs_dir / name, name == BASE_STAGES[-1][1])
+        run_row(f"base stage {i + 1} ({name})", runs_dir / name, name == BASE_STAGES[-1][1])
         for i, (_, name) in enumerate(BASE_STAGES)
     ]
     for style, record in selection.items():
         for method in record["validation_loss"]:
             run_dir = runs_dir / f"style-{method}-{style}"
-            rows.append(_run_row(f"{style} ({method})", run_dir, record["shipped"] == method))
+            rows.append(run_row(f"{style} ({method})", run_dir, record["shipped"] == method))
     base_info = json.loads((runs_dir / "gigapiano-base" / "run_info.json").read_text())
     lines = [
         "# Shipped models",
