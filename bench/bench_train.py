@@ -40,12 +40,14 @@ Also measured:
 * with `--compile`, the new bf16 recipe with every block compiled (`nn.Module.compile`);
 * a loss check: the old and the new recipe (bf16) from the same initial weights on the same learnable
   synthetic windows (a sparse bigram chain whose second half repeats the first), final training loss and
-  held-out loss of each;
+  held-out loss of each; with `--loss_data DIR` on real MAESTRO windows instead (the composition-safe TRAIN
+  performances of a `python -m gigapiano.training.gpu_data` export, held out: its VALIDATION windows);
 * with `--methods`, the older comparison of full fine-tuning, frozen lower blocks and LoRA.
 
     python bench/bench_train.py --threads 2                      # full table, about 15 minutes
     python bench/bench_train.py --presets compact --steps 6      # one case
     python bench/bench_train.py --quick --presets tiny           # smoke test, seconds
+    python bench/bench_train.py --presets compact --trainer none --loss_steps 120 --loss_data gpu_data
     python bench/bench_train.py --methods --preset small --batch_size 4 --seq_len 512
 """
 
@@ -67,6 +69,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 try:
     import resource
@@ -484,15 +487,54 @@ def learnable_batches(case: Case, count: int, seed: int) -> list[torch.Tensor]:
     return batches
 
 
+def real_batches(
+    case: Case, data_dir: Path, count: int, seed: int, held_out: int = 64
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Training batches of random note-aligned windows of MAESTRO's TRAIN performances and held-out windows
+    from its VALIDATION performances, both from a `gigapiano.training.gpu_data` export (`maestro.npz`: the
+    composition-safe split of the shipped base's data)."""
+    import numpy as np
+
+    from gigapiano.training.gpu_recipe import RandomWindows
+
+    path = data_dir / "maestro.npz"
+    if not path.exists():
+        raise SystemExit(
+            f"error: {path} is missing; make it with `python -m gigapiano.training.gpu_data --maestro_dir "
+            f"../shared/maestro/maestro-v3.0.0 --output {data_dir}`."
+        )
+    arrays = np.load(path)
+    sampler = RandomWindows(
+        arrays["train_tokens"], arrays["train_offsets"], case.seq_len, torch.device("cpu")
+    )
+    generator = torch.Generator().manual_seed(seed)
+    train = [sampler.sample(case.batch, generator) for _ in range(count)]
+    validation = torch.from_numpy(arrays["validation_windows"].astype(np.int64))
+    if validation.shape[1] < case.seq_len:
+        raise SystemExit(
+            f"error: {path} holds {validation.shape[1]}-token windows, shorter than {case.seq_len}."
+        )
+    # Evenly spread over the validation performances; a window's first `seq_len` tokens start at a note.
+    picks = torch.linspace(0, validation.shape[0] - 1, held_out).long()
+    windows = validation[picks, : case.seq_len]
+    return train, list(windows.split(case.batch))
+
+
 def loss_check(
-    case: Case, steps: int, seed: int, device: torch.device
+    case: Case, steps: int, seed: int, device: torch.device, data_dir: Path | None = None
 ) -> dict[str, tuple[list[float], float]]:
     """Old vs new recipe in bf16 from the same initial weights on the same batches.
 
-    Returns, per recipe, the training-loss curve and the held-out loss (eval mode, 2 fresh batches).
+    Returns, per recipe, the training-loss curve and the held-out loss (eval mode): 2 fresh synthetic
+    batches, or with `data_dir` 64 windows of MAESTRO validation performances.
     """
-    train_batches = [b.to(device) for b in learnable_batches(case, steps, seed=1 + 10 * seed)]
-    held_out = [b.to(device) for b in learnable_batches(case, 2, seed=2 + 10 * seed)]
+    if data_dir is None:
+        train_batches = learnable_batches(case, steps, seed=1 + 10 * seed)
+        held_out = learnable_batches(case, 2, seed=2 + 10 * seed)
+    else:
+        train_batches, held_out = real_batches(case, data_dir, steps, seed=1 + 10 * seed)
+    train_batches = [b.to(device) for b in train_batches]
+    held_out = [b.to(device) for b in held_out]
     warmup = max(1, steps // 6)
     results = {}
     for variant in (Variant("old", True), Variant("new", True), Variant("new", True, keep_dropout=True)):
@@ -501,7 +543,7 @@ def loss_check(
             stepper.optimizer, lambda step, warmup=warmup: min(1.0, (step + 1) / warmup)
         )
         curve = []
-        for batch in train_batches:
+        for batch in tqdm(train_batches, desc=f"loss check, seed {seed}, {variant.label}", leave=False):
             curve.append(stepper.step(batch)[1])
             scheduler.step()
         stepper.model.eval()
@@ -511,24 +553,34 @@ def loss_check(
     return results
 
 
-def print_loss_check(case: Case, steps: int, seeds: int, device: torch.device) -> None:
-    """Curves (every 5th step), final training loss (mean of the last 5 steps) and held-out loss per seed."""
+def print_loss_check(
+    case: Case, steps: int, seeds: int, device: torch.device, data_dir: Path | None = None
+) -> None:
+    """Curves at evenly spaced steps, final training loss (mean of the last 5 steps), held-out loss."""
+    if data_dir is None:
+        data = "synthetic windows whose loss floor is about 0.25 nats"
+    else:
+        data = (
+            f"real MAESTRO windows ({data_dir / 'maestro.npz'}: random note-aligned windows of the "
+            "composition-safe TRAIN performances; held-out: 64 windows spread over the VALIDATION "
+            "performances)"
+        )
     print(
         f"\nLoss check: {case.label}, bf16, {steps} steps (learning rate 1.5e-3 after a linear warm-up), "
-        "same initial weights and batches for every recipe; synthetic windows whose loss floor is about "
-        "0.25 nats.\n"
+        f"same initial weights and batches for every recipe; {data}.\n"
     )
-    marks = list(range(4, steps, 5)) or [steps - 1]
+    every = max(5, steps // 6)
+    marks = list(range(every - 1, steps, every)) or [steps - 1]
     steps_label = ", ".join(str(m + 1) for m in marks)
     print(f"| seed | recipe | training loss at steps {steps_label} | final | held-out |")
     print("|---|---|---|---:|---:|")
     differences: dict[str, list[float]] = {}
     for seed in range(seeds):
-        results = loss_check(case, steps, seed, device)
+        results = loss_check(case, steps, seed, device, data_dir)
         for recipe, (curve, held) in results.items():
             tail = curve[-min(5, len(curve)) :]
             points = " / ".join(f"{curve[m]:.2f}" for m in marks)
-            print(f"| {seed} | {recipe} | {points} | {sum(tail) / len(tail):.3f} | {held:.3f} |")
+            print(f"| {seed} | {recipe} | {points} | {sum(tail) / len(tail):.3f} | {held:.3f} |", flush=True)
             if recipe != "old":
                 differences.setdefault(recipe, []).append(held - results["old"][1])
     print()
@@ -717,6 +769,60 @@ def trainer_note(trainer: Row, plain: Row) -> str:
     )
 
 
+# ------------------------------------------------------------------------------------------------------
+# Each recipe alone in a fresh process, as a training run is
+# ------------------------------------------------------------------------------------------------------
+
+#: `--isolated`: the recipes as training runs execute them: the old one as the compact base was trained
+#: (default allocator), the new one as `train.py` runs it on a CPU (freed memory kept, see MALLOC_ENV).
+ISOLATED = {"old": (Variant("old", True), False), "new": (Variant("new", True), True)}
+
+
+def isolated_run(recipe: str, case: Case, args, device: torch.device) -> float:
+    """Tokens/s (median step) of one recipe in bf16, alone in a fresh child process."""
+    _, keep_memory = ISOLATED[recipe]
+    env = {key: value for key, value in os.environ.items() if key not in MALLOC_ENV}
+    if keep_memory and glibc():
+        env.update(MALLOC_ENV)
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--_isolated_child", recipe,
+        "--presets", case_key(case), "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--threads", str(args.threads), "--device", device.type,
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("ROW ")]
+    if result.returncode != 0 or not rows:
+        raise SystemExit(f"The isolated {recipe} run failed:\n{result.stderr[-3000:]}")
+    return json.loads(rows[0][4:])["tokens_per_s"]
+
+
+def print_isolated(case: Case, rounds: int, args, device: torch.device) -> None:
+    """Alternates fresh processes of the old and the new recipe (old-new, then new-old, ...) and prints
+    each round's tokens/s and their ratio; a slow spell of the machine hits the two runs of a round alike."""
+    print(
+        f"\nEach recipe alone in a fresh process ({case.label}, bf16, {args.warmup} warm-up + {args.steps} "
+        "timed steps, median step): old = the compact base's recipe with the default allocator, new = the "
+        "recipe as train.py runs it on a CPU (freed memory kept).\n"
+    )
+    print("| round | old, tokens/s | new, tokens/s | new / old |")
+    print("|---|---:|---:|---:|")
+    ratios = []
+    for round_index in range(rounds):
+        order = ("old", "new") if round_index % 2 == 0 else ("new", "old")
+        rates = {}
+        for recipe in tqdm(order, desc=f"isolated round {round_index + 1}", leave=False):
+            rates[recipe] = isolated_run(recipe, case, args, device)
+        ratios.append(rates["new"] / rates["old"])
+        print(
+            f"| {round_index + 1} | {rates['old']:,.0f} | {rates['new']:,.0f} | {ratios[-1]:.2f}x |",
+            flush=True,
+        )
+    print(
+        f"\nnew / old over {rounds} rounds: median {statistics.median(ratios):.2f}x, "
+        f"lowest {min(ratios):.2f}x, highest {max(ratios):.2f}x."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -746,6 +852,13 @@ def main(argv: list[str] | None = None) -> None:
         default=2,
         help="Initial weights and data seeds of the loss check (default 2).",
     )
+    parser.add_argument(
+        "--loss_data",
+        type=Path,
+        default=None,
+        help="Run the loss check on real MAESTRO windows from this `python -m gigapiano.training.gpu_data` "
+        "export folder (its maestro.npz) instead of synthetic windows.",
+    )
     parser.add_argument("--compile", action="store_true", help="Add a torch.compile row per case.")
     parser.add_argument(
         "--no_malloc_rows",
@@ -758,7 +871,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="Smoke test: 1 warm-up, 2 timed steps, a 4-step loss check with one seed.",
     )
+    parser.add_argument(
+        "--isolated",
+        type=int,
+        default=0,
+        help="Instead of the tables: N rounds of the old and the new bf16 recipe, each alone in a fresh "
+        "process as a training run is (first case only).",
+    )
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--_isolated_child", choices=sorted(ISOLATED), help=argparse.SUPPRESS)
     methods = parser.add_argument_group("the --methods comparison (full vs frozen blocks vs LoRA, fp32)")
     methods.add_argument("--methods", action="store_true", help="Run that comparison instead.")
     methods.add_argument("--preset", default="small", help="Its model preset (default small).")
@@ -778,6 +899,15 @@ def main(argv: list[str] | None = None) -> None:
     cases = parse_cases(args.presets)
     if args._child:
         child_main(args, cases, device)
+        return
+    if args._isolated_child:
+        variant, _ = ISOLATED[args._isolated_child]
+        row = time_all([(cases[0], variant)], args, device, baseline=None)[0]
+        print("ROW " + json.dumps({"case": case_key(row.case), "loop": row.loop, **row.numbers}))
+        return
+    if args.isolated:
+        print(machine_line(args, device))
+        print_isolated(cases[0], args.isolated, args, device)
         return
     trainer_case = None
     if (args.trainer or "").lower() != "none":
@@ -827,7 +957,7 @@ def main(argv: list[str] | None = None) -> None:
     print_usage_table(rows)
     if args.loss_steps > 0:
         print(f"loss check on {baseline_case.label} ...", file=sys.stderr, flush=True)
-        print_loss_check(baseline_case, args.loss_steps, args.loss_seeds, device)
+        print_loss_check(baseline_case, args.loss_steps, args.loss_seeds, device, args.loss_data)
 
 
 if __name__ == "__main__":

