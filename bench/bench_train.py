@@ -38,6 +38,10 @@ Also measured:
   faults them in again as fresh zeroed pages: 0.6 to 1.7 GiB of page faults per step at batch 16 x 512,
   a fifth to a quarter of the CPU time. `--no_malloc_rows` skips these rows;
 * with `--compile`, the new bf16 recipe with every block compiled (`nn.Module.compile`);
+* with `--isolated N`, instead of the tables: N rounds in which the old bf16 recipe (default allocator, as
+  the compact base was trained) and the new one (freed memory kept, as `train.py` runs it on a CPU) each
+  run alone in a fresh process, as a training run does; the baseline's speed depends on how many fresh
+  pages its steps fault in, which depends on what else its process holds;
 * a loss check: the old and the new recipe (bf16) from the same initial weights on the same learnable
   synthetic windows (a sparse bigram chain whose second half repeats the first), final training loss and
   held-out loss of each; with `--loss_data DIR` on real MAESTRO windows instead (the composition-safe TRAIN
@@ -48,6 +52,7 @@ Also measured:
     python bench/bench_train.py --presets compact --steps 6      # one case
     python bench/bench_train.py --quick --presets tiny           # smoke test, seconds
     python bench/bench_train.py --presets compact --trainer none --loss_steps 120 --loss_data gpu_data
+    python bench/bench_train.py --presets compact --isolated 6                # each recipe in its own process
     python bench/bench_train.py --methods --preset small --batch_size 4 --seq_len 512
 """
 

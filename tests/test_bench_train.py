@@ -108,3 +108,22 @@ def test_real_loss_check_batches_come_from_the_export(tmp_path):
     assert torch.equal(stacked[0], torch.from_numpy(validation[0, :32]).long())
     with pytest.raises(SystemExit, match="maestro.npz is missing"):
         bench_train.real_batches(case, tmp_path / "nowhere", count=1, seed=0)
+
+
+def test_isolated_rounds_time_each_recipe_in_its_own_process(tmp_path):
+    """`--isolated 1`: one old and one new process, their tokens/s and the ratio, then the summary line."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_train.py"), "--presets", "tiny", "--isolated", "1"]
+        + ["--steps", "1", "--warmup", "1", "--threads", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = re.search(r"^\| 1 \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)x \|$", result.stdout, re.MULTILINE)
+    assert row, result.stdout
+    old, new, ratio = (float(value.replace(",", "")) for value in row.groups())
+    assert old > 0 and new > 0 and abs(ratio - new / old) < 0.01
+    assert "new / old over 1 rounds: median" in result.stdout
