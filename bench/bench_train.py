@@ -756,13 +756,18 @@ def tuned_rows(args, cases: list[Case], trainer_case: Case | None, device: torch
     return rows
 
 
+def print_row_for_parent(row: Row) -> None:
+    """One measured row as a JSON line that a parent process reads back."""
+    print("ROW " + json.dumps({"case": case_key(row.case), "loop": row.loop, **row.numbers}))
+
+
 def child_main(args, cases: list[Case], device: torch.device) -> None:
     """`--_child`: print the new bf16 rows (plain and Trainer) as JSON lines for the parent."""
     rows = time_all([(case, Variant("new", True)) for case in cases], args, device, baseline=None)
     if args.trainer != "none":
         rows += trainer_rows(parse_cases([args.trainer])[0], args, device)
     for row in rows:
-        print("ROW " + json.dumps({"case": case_key(row.case), "loop": row.loop, **row.numbers}))
+        print_row_for_parent(row)
 
 
 def trainer_note(trainer: Row, plain: Row) -> str:
@@ -907,8 +912,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args._isolated_child:
         variant, _ = ISOLATED[args._isolated_child]
-        row = time_all([(cases[0], variant)], args, device, baseline=None)[0]
-        print("ROW " + json.dumps({"case": case_key(row.case), "loop": row.loop, **row.numbers}))
+        print_row_for_parent(time_all([(cases[0], variant)], args, device, baseline=None)[0])
         return
     if args.isolated:
         print(machine_line(args, device))

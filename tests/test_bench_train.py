@@ -83,7 +83,7 @@ def test_real_loss_check_batches_come_from_the_export(tmp_path):
         sys.path.remove(str(REPO / "bench"))
     notes = np.arange(400) % 100 + 1
     train_tokens = np.stack([np.full(400, 127), notes % 50, notes % 60 + 1, notes], axis=1).reshape(-1)
-    validation = train_tokens[: 10 * 64].reshape(10, 64) + 0
+    validation = train_tokens[: 10 * 64].reshape(10, 64)
     np.savez(
         tmp_path / "maestro.npz",
         train_tokens=train_tokens.astype(np.uint8),

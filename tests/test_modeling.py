@@ -339,7 +339,10 @@ def test_bf16_training_attention_matches_fp32_softmax_formulation(upstream_sd):
     and gradients stay within bf16 rounding of the fp32-softmax, `where`-masked formulation it replaced."""
     from modeling_gigapiano import modeling_gigapiano as modeling
 
+    reference_calls = []
+
     def fp32_softmax_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        reference_calls.append(1)
         position_bias = kwargs.pop("position_bias")
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling
         length = query.shape[-2]
@@ -367,6 +370,7 @@ def test_bf16_training_attention_matches_fp32_softmax_formulation(upstream_sd):
             modeling.eager_attention_forward = original
         grads = {name: p.grad.float() for name, p in model.named_parameters() if "relative" in name}
         results.append((loss.detach().float(), grads))
+    assert len(reference_calls) == LAYERS, "the reference attention must replace the model's"
     (loss, grads), (expected_loss, expected_grads) = results
     torch.testing.assert_close(loss, expected_loss, atol=2e-2, rtol=1e-2)
     for name, grad in grads.items():
