@@ -523,6 +523,17 @@ def test_command_writes_a_report_with_every_section(
         "tempo x1.5",
     }
 
+    assert "second_opinion" not in results and "### Second opinion" not in text
+
+    # A second opinion: the sequence network's shares beside the forest's, deciding no check.
+    assert main([*argv, "--second_opinion"]) == 0
+    capsys.readouterr()
+    second = json.loads(output.with_suffix(".json").read_text())
+    assert "### Second opinion: a sequence network" in output.read_text()
+    assert set(second["second_opinion"]["hits"]) == set(STYLES) and second["checks"] == results["checks"]
+    assert set(second["second_opinion"]["labels"]) == {"real", "base", *STYLES}
+    assert second["second_opinion"]["classifier"]["best_epoch"] >= 1
+
     # The classifier alone: one line with its accuracy and label change rates.
     assert main([*argv, "--classifier_only"]) == 0
     line = capsys.readouterr().out.strip()

@@ -11,8 +11,9 @@ import argparse
 import logging
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..cli import EXPECTED_ERRORS, OneLineErrorParser, report_failure
 from .arguments import GigaPianoEvaluationArguments
@@ -38,6 +39,45 @@ def parse_flags(parser: OneLineErrorParser, argv: list[str]) -> tuple | int:
     except ValueError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+
+
+def flag_given(argv: Sequence[str], name: str) -> bool:
+    """Whether `--name` (or `--name-with-dashes`) is on the command line, with or without `=value`."""
+    flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+    return any(arg.split("=", 1)[0] in flags for arg in argv)
+
+
+def run_study(
+    module: str,
+    study: type,
+    description: str,
+    defaults: Mapping[str, Any],
+    work: Callable[[GigaPianoEvaluationArguments, Any, str], list[Path]],
+    argv: list[str] | None = None,
+) -> int:
+    """The command line of a study beside the evaluation (`python -m gigapiano.evaluation.<module>`).
+
+    Its flags are the evaluation's plus the `study` dataclass's; evaluation flags not given take `defaults`
+    (e.g. its own `--output`); `work(args, study_args, command)` runs it and returns the files written,
+    which are printed. Errors are one line, as for the evaluation.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    parser = OneLineErrorParser(
+        (GigaPianoEvaluationArguments, study),
+        prog=f"python -m gigapiano.evaluation.{module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parsed = parse_flags(parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, own = parsed
+    for name, value in defaults.items():
+        if not flag_given(argv, name):
+            setattr(args, name, value)
+    setup_logging(args.log_level)
+    command = shlex.join(["python", "-m", f"gigapiano.evaluation.{module}", *argv])
+    return run_and_print_paths(lambda: work(args, own, command))
 
 
 def build_parser() -> OneLineErrorParser:

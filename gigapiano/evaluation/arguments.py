@@ -111,6 +111,15 @@ class GigaPianoEvaluationArguments:
         default=False,
         metadata={"help": "Only fit the style classifier and print its held-out accuracy (no models)."},
     )
+    second_opinion: bool = field(
+        default=False,
+        metadata={
+            "help": "Also fit the sequence network of `python -m gigapiano.evaluation.classifier_check` on "
+            "the same TRAIN performances and report the share of continuations it assigns to each style "
+            "beside the forest's: a second opinion, which never decides a check. Adds about 4 minutes on 2 "
+            "CPU cores."
+        },
+    )
     num_threads: int | None = field(
         default=None,
         metadata={

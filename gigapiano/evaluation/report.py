@@ -170,37 +170,8 @@ def _headline(results: dict[str, Any]) -> str:
         ],
         rows,
     )
-    rows = []
-    for style in results["styles"]:
-        h = results["hits"][style]
-        rows.append(
-            [
-                style,
-                h["continuations"],
-                est(h["real"], 1, 100),
-                est(h["base"], 1, 100),
-                est(h["style"], 1, 100),
-                est(h["style_minus_base"], 1, 100, signed=True),
-            ]
-        )
-    hits = table(
-        [
-            "style",
-            "continuations",
-            "real continuations",
-            "gigapiano-base",
-            "style model",
-            "style − base (points)",
-        ],
-        rows,
-    )
-    seeds = []
-    for style, by_row in results["hits_by_seed"].items():
-        for row, by_seed in by_row.items():
-            seeds.append(
-                f"{style} / {row_label(row)}: "
-                + ", ".join(f"seed {s} {100 * v:.1f}%" for s, v in by_seed.items())
-            )
+    hits = _hits_table(results["hits"], results["styles"])
+    seeds = _per_seed(results["hits_by_seed"])
     return (
         "Validation loss in nats per token (every token of a window after its first, separators included; "
         "the same windows for every column):\n\n"
@@ -210,6 +181,56 @@ def _headline(results: dict[str, Any]) -> str:
         + hits
         + "\n\nPer seed: "
         + "; ".join(seeds)
+        + "."
+    )
+
+
+def _hits_table(hits: dict[str, Any], styles: Sequence[str]) -> str:
+    rows = [
+        [
+            style,
+            hits[style]["continuations"],
+            est(hits[style]["real"], 1, 100),
+            est(hits[style]["base"], 1, 100),
+            est(hits[style]["style"], 1, 100),
+            est(hits[style]["style_minus_base"], 1, 100, signed=True),
+        ]
+        for style in styles
+    ]
+    header = ["style", "continuations", "real continuations", "gigapiano-base", "style model"]
+    return table([*header, "style − base (points)"], rows)
+
+
+def _per_seed(hits_by_seed: dict[str, Any]) -> list[str]:
+    return [
+        f"{style} / {row_label(row)}: " + ", ".join(f"seed {s} {100 * v:.1f}%" for s, v in by_seed.items())
+        for style, by_row in hits_by_seed.items()
+        for row, by_seed in by_row.items()
+    ]
+
+
+def _second_opinion(results: dict[str, Any]) -> str:
+    second, styles = results["second_opinion"], results["styles"]
+    c = second["classifier"]
+    history = ", ".join(f"{100 * h['validation']:.1f}%" for h in c["history"])
+    return (
+        "The sequence network of `python -m gigapiano.evaluation.classifier_check` (a convolutional network "
+        "on the key-normalised, tempo-relative note sequence), fitted on "
+        f"{sum(c['train_windows'].values())} overlapping windows of the same TRAIN performances, its epoch "
+        f"chosen on VALIDATION windows (balanced accuracy per epoch {history}; kept epoch "
+        f"{c['best_epoch']}). "
+        f"On the forest's TEST windows: accuracy {est(c['accuracy'], 1, 100)}%, balanced accuracy "
+        f"{est(c['balanced_accuracy'], 1, 100)}%; recall "
+        + ", ".join(f"{s} {est(c['recall'][s], 1, 100)}%" for s in styles)
+        + "; label change rate "
+        + ", ".join(
+            f"{name} {est(p['label_change_rate'], 1, 100)}%" for name, p in c["perturbations"].items()
+        )
+        + ". It never decides a check: the forest was chosen before any model was scored, and it stays the "
+        "measure. Share (%) of the same continuations that the network assigns to the style:\n\n"
+        + _hits_table(second["hits"], styles)
+        + "\n\nPer seed: "
+        + "; ".join(_per_seed(second["hits_by_seed"]))
         + "."
     )
 
@@ -295,6 +316,11 @@ def render_results(results: dict[str, Any]) -> str:
         _held_out(results),
         "### Style classifier",
         _classifier(results),
+        *(
+            ["### Second opinion: a sequence network", _second_opinion(results)]
+            if results.get("second_opinion")
+            else []
+        ),
         "### Musical statistics of the continuations",
         "Means per continuation with 95% intervals; a continuation without chords has no semitone/tritone "
         "share and is left out of that column. Longest copied run: notes in a row (equal in "

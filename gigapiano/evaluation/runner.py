@@ -34,6 +34,7 @@ from .musicstats import COPY_STAT, STAT_NAMES, continuation_stats
 from .ngram import NoteNgram
 from .plots import save_gallery
 from .prompts import EvaluationPrompt, prompts_from_test_pieces
+from .sequence_classifier import DEFAULT_STRIDE_NOTES, train_sequence_classifier
 from .validation import ScoredWindows, model_window_losses
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,22 @@ def fit_classifier(args: GigaPianoEvaluationArguments, data: EvaluationData) -> 
     scores = score_classifier(classifier, test, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed)
     scores["train_windows"] = {style: train.styles.count(style) for style in classifier.styles}
     return classifier, scores
+
+
+def fit_second_opinion(args: GigaPianoEvaluationArguments, data: EvaluationData) -> tuple[Any, dict]:
+    """The sequence network (`sequence_classifier`) on overlapping TRAIN windows, its epoch chosen on
+    VALIDATION windows, scored on the same TEST windows as the forest."""
+    notes = args.new_notes
+    train = LabelledWindows.from_pieces(data.split("train"), notes, DEFAULT_STRIDE_NOTES, None)
+    validation = LabelledWindows.from_pieces(
+        data.split("validation"), notes, None, args.classifier_test_windows
+    )
+    network = train_sequence_classifier(train, validation, seed=args.classifier_seed, progress=args.progress)
+    test = LabelledWindows.from_pieces(data.split("test"), notes, None, args.classifier_test_windows)
+    scores = score_classifier(network, test, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed)
+    scores["train_windows"] = {style: train.styles.count(style) for style in network.styles}
+    scores["history"], scores["best_epoch"] = network.history, network.best_epoch
+    return network, scores
 
 
 class _Windows:
@@ -186,8 +203,10 @@ def measure(
     prompts: Sequence[EvaluationPrompt],
     continuations: dict[str, list[Continuation]],
     classifier: StyleClassifier,
-) -> tuple[dict, dict, dict, dict]:
-    """Labels, item descriptions, statistics and well-formedness of every row (real, base, styles)."""
+    second: Any = None,
+) -> tuple[dict, dict, dict, dict, dict]:
+    """Labels, item descriptions, statistics and well-formedness of every row (real, base, styles), and the
+    `second` classifier's labels (empty without one)."""
     sequences = {REAL_ROW: [p.real_continuation for p in prompts]}
     items = {REAL_ROW: [(p.style, p.piece, (i, -1)) for i, p in enumerate(prompts)]}
     bases = {REAL_ROW: [p.ids for p in prompts]}
@@ -201,9 +220,11 @@ def measure(
     index = CopyIndex(
         [ids for _, ids in data.base_train], [name for name, _ in data.base_train], args.copy_key
     )
-    labels, stats = {}, {}
+    labels, second_labels, stats = {}, {}, {}
     for row, seqs in sequences.items():
         labels[row] = classifier.predict(seqs)
+        if second is not None:
+            second_labels[row] = second.predict(seqs)
         stats[row] = []
         for prompt, ids in zip(bases[row], seqs, strict=True):
             values = continuation_stats(prompt, ids)
@@ -212,7 +233,7 @@ def measure(
     well_formed = {
         row: float(np.mean([c.well_formed for c in generated])) for row, generated in continuations.items()
     }
-    return labels, items, stats, well_formed
+    return labels, items, stats, well_formed, second_labels
 
 
 def draw_gallery(
@@ -292,6 +313,7 @@ def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dic
     held_out = check(data, folders, args.on_overlap)
     timings["data"] = time.time() - started
     classifier, classifier_scores = fit_classifier(args, data)
+    second, second_scores = fit_second_opinion(args, data) if args.second_opinion else (None, None)
     timings["classifier"] = time.time() - started - sum(timings.values())
     prompts = prompts_from_test_pieces(
         data.split("test"), args.prompt_notes, args.new_notes, args.prompts_per_piece
@@ -308,7 +330,9 @@ def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dic
     timings["models"] = time.time() - started - sum(timings.values())
     losses.update(ngram_losses(args, data, windows, contexts))
     timings["ngram"] = time.time() - started - sum(timings.values())
-    labels, items, stats, well_formed = measure(args, data, prompts, continuations, classifier)
+    labels, items, stats, well_formed, second_labels = measure(
+        args, data, prompts, continuations, classifier, second
+    )
     timings["measure"] = time.time() - started - sum(timings.values())
     resamples, seed = args.bootstrap_resamples, args.bootstrap_seed
     validation = validation_table(losses, args.styles, resamples, seed)
@@ -332,6 +356,13 @@ def run_evaluation(args: GigaPianoEvaluationArguments, command: str = "") -> dic
         "checks": done_when(validation, hits, statistics),
         "raw": {"losses": losses, "labels": labels, "items": items},
     }
+    if second is not None:
+        results["second_opinion"] = {
+            "classifier": second_scores,
+            "hits": hit_table(second_labels, items, args.styles, resamples, seed),
+            "hits_by_seed": hits_by_seed(second_labels, items, args.styles),
+            "labels": second_labels,
+        }
     results["gallery"] = draw_gallery(args, prompts, continuations) if args.gallery_prompts else []
     timings["rest"] = time.time() - started - sum(timings.values())
     results["run"]["timings_seconds"] = {name: round(value, 1) for name, value in timings.items()}

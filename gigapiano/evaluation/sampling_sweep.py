@@ -17,11 +17,9 @@ markdown table (and JSON beside it).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import OneLineErrorParser
 from ..generation.settings import MAX_MOTIF_BOOST
 from .arguments import GigaPianoEvaluationArguments
 
@@ -290,26 +287,19 @@ def write_block_and_json(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line; returns the exit status."""
-    from .__main__ import parse_flags, run_and_print_paths, setup_logging
+    from .__main__ import run_study
 
-    argv = sys.argv[1:] if argv is None else argv
-    parser = OneLineErrorParser(
-        (GigaPianoEvaluationArguments, SamplingSweepArguments),
-        prog="python -m gigapiano.evaluation.sampling_sweep",
-        description="Choose the default sampling (temperature, top-p, motif memory) on the styles' "
+    return run_study(
+        "sampling_sweep",
+        SamplingSweepArguments,
+        "Choose the default sampling (temperature, top-p, motif memory) on the styles' "
         "VALIDATION prompts: musical statistics and style share of the style models' continuations per "
-        "setting, beside the real continuations.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "setting, beside the real continuations. Default that differs from the evaluation's: --output "
+        "docs/sampling.md.",
+        {"output": "docs/sampling.md"},
+        lambda args, grid, command: write_sweep(args.output, run_sampling_sweep(args, grid, command)),
+        argv,
     )
-    parsed = parse_flags(parser, argv)
-    if isinstance(parsed, int):
-        return parsed
-    args, grid = parsed
-    if args.output == GigaPianoEvaluationArguments.output:
-        args.output = "docs/sampling.md"
-    setup_logging(args.log_level)
-    command = shlex.join(["python", "-m", "gigapiano.evaluation.sampling_sweep", *argv])
-    return run_and_print_paths(lambda: write_sweep(args.output, run_sampling_sweep(args, grid, command)))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,8 @@ Writes a markdown block (between markers, the rest of the file kept) and every n
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
-import shlex
 import sys
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -39,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import OneLineErrorParser
 from ..generation.anti_copy import AntiCopy
 from ..generation.style_spec import StyleBlend
 from .arguments import GigaPianoEvaluationArguments
@@ -840,37 +837,23 @@ def write_style_dial(path: str | Path, results: Mapping[str, Any]) -> list[Path]
     )
 
 
-def _given(argv: Sequence[str], name: str) -> bool:
-    flags = {f"--{name}", f"--{name.replace('_', '-')}"}
-    return any(arg.split("=", 1)[0] in flags for arg in argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line; returns the exit status."""
-    from .__main__ import parse_flags, run_and_print_paths, setup_logging
+    from .__main__ import run_study
 
-    argv = sys.argv[1:] if argv is None else argv
-    parser = OneLineErrorParser(
-        (GigaPianoEvaluationArguments, StyleDialArguments),
-        prog="python -m gigapiano.evaluation.style_dial",
-        description="Style as a dial on held-out TEST prompts: the share of continuations classified as the "
+    return run_study(
+        "style_dial",
+        StyleDialArguments,
+        "Style as a dial on held-out TEST prompts: the share of continuations classified as the "
         "style at each style strength (0 = base, 1 = style model) and for style blends, and the anti-copy "
         "(knn) mode's repetition statistics against plain continuation, with piece-bootstrap intervals. "
         "Defaults that differ from the evaluation's: "
         + ", ".join(f"--{name} {value}" for name, value in COMMAND_DEFAULTS.items())
         + ".",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        COMMAND_DEFAULTS,
+        lambda args, dial, command: write_style_dial(args.output, run_style_dial(args, dial, command)),
+        argv,
     )
-    parsed = parse_flags(parser, argv)
-    if isinstance(parsed, int):
-        return parsed
-    args, dial = parsed
-    for name, value in COMMAND_DEFAULTS.items():
-        if not _given(argv, name):
-            setattr(args, name, value)
-    setup_logging(args.log_level)
-    command = shlex.join(["python", "-m", "gigapiano.evaluation.style_dial", *argv])
-    return run_and_print_paths(lambda: write_style_dial(args.output, run_style_dial(args, dial, command)))
 
 
 if __name__ == "__main__":
