@@ -132,7 +132,7 @@ def render_classifier_check(results: dict[str, Any]) -> str:
     perturbations = list(next(iter(results["scores"]["forest"].values()))["perturbations"])
     train = results["train_windows"]
     history = ", ".join(
-        f"epoch {h['epoch']}: {100 * h['validation']:.1f}%" for h in results["network_history"]
+        f"{100 * h['validation']:.1f}% after epoch {h['epoch']}" for h in results["network_history"]
     )
     return "\n".join(
         [
@@ -146,7 +146,7 @@ def render_classifier_check(results: dict[str, Any]) -> str:
             + " (half-overlapping, as in the evaluation); network "
             + ", ".join(f"{n} {s}" for s, n in train["network"].items())
             + f" (a new window every {run['arguments']['stride_notes']} notes, random tempo x0.67..x1.5). "
-            f"Network: validation balanced accuracy per epoch {history}; it keeps epoch "
+            f"Network: validation balanced accuracy {history}; it keeps epoch "
             f"{results['network_best_epoch']}, so its validation figure is chosen on validation and its TEST "
             "figure is the clean one.",
             "",
