@@ -152,7 +152,8 @@ def test_check_runs_on_a_small_maestro_like_folder_and_writes_its_report(tmp_pat
 
 def test_bad_flags_give_one_line(capsys):
     with pytest.raises(ValueError, match="at least 1"):
-        run_classifier_check(GigaPianoEvaluationArguments(), ClassifierCheckArguments(epochs=0))
-    assert main(["--epochs", "many"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:")
+        ClassifierCheckArguments(epochs=0)
+    for argv in (["--epochs", "many"], ["--stride_notes", "0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:")

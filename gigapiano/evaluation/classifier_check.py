@@ -46,6 +46,12 @@ class ClassifierCheckArguments:
     )
     network_seed: int = field(default=0, metadata={"help": "Network initialisation seed. Default: 0."})
 
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.stride_notes < 1:
+            raise ValueError(
+                f"--epochs and --stride_notes must be at least 1, got {self.epochs} and {self.stride_notes}."
+            )
+
 
 def run_classifier_check(
     args: GigaPianoEvaluationArguments, check: ClassifierCheckArguments, command: str = ""
@@ -58,10 +64,6 @@ def run_classifier_check(
     from .runner import describe_run
     from .sequence_classifier import train_sequence_classifier
 
-    if check.epochs < 1 or check.stride_notes < 1:
-        raise ValueError(
-            f"--epochs and --stride_notes must be at least 1, got {check.epochs}, {check.stride_notes}."
-        )
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
     started = time.time()
