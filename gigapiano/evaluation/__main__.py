@@ -58,10 +58,13 @@ def run_study(
     """The command line of a study beside the evaluation (`python -m gigapiano.evaluation.<module>`).
 
     Its flags are the evaluation's plus the `study` dataclass's; evaluation flags not given take `defaults`
-    (e.g. its own `--output`); `work(args, study_args, command)` runs it and returns the files written,
-    which are printed. Errors are one line, as for the evaluation.
+    (e.g. its own `--output`, named at the end of `--help`); `work(args, study_args, command)` runs it and
+    returns the files written, which are printed. Errors are one line, as for the evaluation.
     """
     argv = sys.argv[1:] if argv is None else argv
+    if defaults:
+        changed = ", ".join(f"--{name} {value}" for name, value in defaults.items())
+        description += f" Defaults that differ from the evaluation's: {changed}."
     parser = OneLineErrorParser(
         (GigaPianoEvaluationArguments, study),
         prog=f"python -m gigapiano.evaluation.{module}",

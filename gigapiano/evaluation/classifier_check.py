@@ -59,10 +59,9 @@ def run_classifier_check(
     """Fits both classifiers and scores them (module docstring); returns every number as a dict."""
     import torch
 
-    from .classifier import LabelledWindows, score_classifier, train_style_classifier
+    from .classifier import LabelledWindows, score_classifier
     from .data import load_evaluation_data
-    from .runner import describe_run
-    from .sequence_classifier import train_sequence_classifier
+    from .runner import describe_run, fit_classifier, fit_second_opinion
 
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
@@ -70,42 +69,31 @@ def run_classifier_check(
     data = load_evaluation_data(
         args.styles, args.base_style, args.maestro_dir, args.cache_dir, args.styles_dir
     )
-    notes = args.new_notes
-    held_out = {
-        split: LabelledWindows.from_pieces(data.split(split), notes, None, args.classifier_test_windows)
-        for split in ("validation", "test")
-    }
-    forest_train = LabelledWindows.from_pieces(
-        data.split("train"), notes, max(notes // 2, 1), args.classifier_train_windows
+    forest, forest_test = fit_classifier(args, data)
+    network, network_test = fit_second_opinion(
+        args, data, stride_notes=check.stride_notes, epochs=check.epochs, seed=check.network_seed
     )
-    network_train = LabelledWindows.from_pieces(data.split("train"), notes, check.stride_notes, None)
-    forest = train_style_classifier(forest_train, seed=args.classifier_seed)
-    network = train_sequence_classifier(
-        network_train,
-        held_out["validation"],
-        epochs=check.epochs,
-        seed=check.network_seed,
-        progress=args.progress,
+    validation = LabelledWindows.from_pieces(
+        data.split("validation"), args.new_notes, None, args.classifier_test_windows
     )
-    scores = {
-        name: {
-            split: score_classifier(
-                model, windows, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed
-            )
-            for split, windows in held_out.items()
+    train_windows, scores = {}, {}
+    for name, model, test in (("forest", forest, forest_test), ("network", network, network_test)):
+        train_windows[name] = test.pop("train_windows")
+        scores[name] = {
+            "validation": score_classifier(
+                model, validation, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed
+            ),
+            "test": test,
         }
-        for name, model in (("forest", forest), ("network", network))
-    }
+    for key in ("history", "best_epoch"):
+        network_test.pop(key)
     run = describe_run(args, command)
     run["arguments"] = {**run["arguments"], **vars(check)}
     run["wall_seconds"] = time.time() - started
     return {
         "run": run,
         "styles": list(args.styles),
-        "train_windows": {
-            "forest": {s: forest_train.styles.count(s) for s in args.styles},
-            "network": {s: network_train.styles.count(s) for s in args.styles},
-        },
+        "train_windows": train_windows,
         "network_history": network.history,
         "network_best_epoch": network.best_epoch,
         "scores": scores,
@@ -192,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "The evaluation's style classifier (a forest on hand-made invariant features) beside a "
         "convolutional network that learns from the key-normalised, tempo-relative note sequence: both "
         "fitted on the TRAIN performances, scored on VALIDATION and TEST windows. Needs MAESTRO, no "
-        "model. Default that differs from the evaluation's: --output docs/classifier_check.md.",
+        "model.",
         COMMAND_DEFAULTS,
         lambda args, check, command: write_classifier_check(
             args.output, run_classifier_check(args, check, command)

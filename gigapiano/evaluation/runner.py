@@ -34,7 +34,7 @@ from .musicstats import COPY_STAT, STAT_NAMES, continuation_stats
 from .ngram import NoteNgram
 from .plots import save_gallery
 from .prompts import EvaluationPrompt, prompts_from_test_pieces
-from .sequence_classifier import DEFAULT_STRIDE_NOTES, train_sequence_classifier
+from .sequence_classifier import DEFAULT_EPOCHS, DEFAULT_STRIDE_NOTES, train_sequence_classifier
 from .validation import ScoredWindows, model_window_losses
 
 logger = logging.getLogger(__name__)
@@ -53,15 +53,29 @@ def fit_classifier(args: GigaPianoEvaluationArguments, data: EvaluationData) -> 
     return classifier, scores
 
 
-def fit_second_opinion(args: GigaPianoEvaluationArguments, data: EvaluationData) -> tuple[Any, dict]:
-    """The sequence network (`sequence_classifier`) on overlapping TRAIN windows, its epoch chosen on
-    VALIDATION windows, scored on the same TEST windows as the forest."""
+def fit_second_opinion(
+    args: GigaPianoEvaluationArguments,
+    data: EvaluationData,
+    *,
+    stride_notes: int = DEFAULT_STRIDE_NOTES,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int | None = None,
+) -> tuple[Any, dict]:
+    """The sequence network (`sequence_classifier`) on TRAIN windows starting every `stride_notes` notes, its
+    epoch chosen on VALIDATION windows, scored on the same TEST windows as the forest (`seed`: default the
+    forest's)."""
     notes = args.new_notes
-    train = LabelledWindows.from_pieces(data.split("train"), notes, DEFAULT_STRIDE_NOTES, None)
+    train = LabelledWindows.from_pieces(data.split("train"), notes, stride_notes, None)
     validation = LabelledWindows.from_pieces(
         data.split("validation"), notes, None, args.classifier_test_windows
     )
-    network = train_sequence_classifier(train, validation, seed=args.classifier_seed, progress=args.progress)
+    network = train_sequence_classifier(
+        train,
+        validation,
+        epochs=epochs,
+        seed=args.classifier_seed if seed is None else seed,
+        progress=args.progress,
+    )
     test = LabelledWindows.from_pieces(data.split("test"), notes, None, args.classifier_test_windows)
     scores = score_classifier(network, test, resamples=args.bootstrap_resamples, seed=args.bootstrap_seed)
     scores["train_windows"] = {style: train.styles.count(style) for style in network.styles}

@@ -294,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         SamplingSweepArguments,
         "Choose the default sampling (temperature, top-p, motif memory) on the styles' "
         "VALIDATION prompts: musical statistics and style share of the style models' continuations per "
-        "setting, beside the real continuations. Default that differs from the evaluation's: --output "
-        "docs/sampling.md.",
+        "setting, beside the real continuations.",
         {"output": "docs/sampling.md"},
         lambda args, grid, command: write_sweep(args.output, run_sampling_sweep(args, grid, command)),
         argv,

@@ -846,10 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         StyleDialArguments,
         "Style as a dial on held-out TEST prompts: the share of continuations classified as the "
         "style at each style strength (0 = base, 1 = style model) and for style blends, and the anti-copy "
-        "(knn) mode's repetition statistics against plain continuation, with piece-bootstrap intervals. "
-        "Defaults that differ from the evaluation's: "
-        + ", ".join(f"--{name} {value}" for name, value in COMMAND_DEFAULTS.items())
-        + ".",
+        "(knn) mode's repetition statistics against plain continuation, with piece-bootstrap intervals.",
         COMMAND_DEFAULTS,
         lambda args, dial, command: write_style_dial(args.output, run_style_dial(args, dial, command)),
         argv,
